@@ -1,0 +1,611 @@
+"""Keras 3 layers with bert4keras names and semantics.
+
+Every layer here is registered for `.keras` serialization and has a complete `get_config`, so
+`model.save('m.keras')` + `keras.saving.load_model('m.keras')` round-trips a model built from them.
+
+Masks: layers accept explicit masks/biases as inputs (so they can sit on any backbone) and also honour
+Keras' implicit masks where that is the natural interface (e.g. `Loss.compute_loss(inputs, mask)`).
+"""
+import math
+
+from bert4keras_ext.backend import get_activation, keras, mask_value, ops
+
+__all__ = [
+    'Embedding', 'BiasAdd', 'PositionEmbedding', 'LayerNormalization', 'MultiHeadAttention',
+    'FeedForward', 'ExtractToken', 'AttentionMask', 'Loss',
+]
+
+register = keras.saving.register_keras_serializable(package='bert4keras_ext')
+
+
+def _is_16bit(dtype):
+    return keras.backend.standardize_dtype(dtype) in ('float16', 'bfloat16')
+
+
+@register
+class Embedding(keras.layers.Embedding):
+    """Token embedding that can also act as its own transposed output projection.
+
+    `layer(token_ids)` looks rows up (b, n) → (b, n, d). `layer(hidden, mode='dense')` multiplies by
+    the transposed matrix (b, n, d) → (b, n, vocab): this is how BERT's MLM head ties its output
+    weights to the input embedding.
+
+    The Keras mask of a lookup is `token_ids != 0` (id 0 is padding) when `mask_zero=True`; in dense
+    mode the incoming mask is passed through.
+    """
+
+    def call(self, inputs, mode='embedding'):
+        if mode == 'embedding':
+            return super().call(inputs)
+        if mode != 'dense':
+            raise ValueError("Embedding.call: mode must be 'embedding' or 'dense', got %r" % (mode,))
+        kernel = ops.cast(self.embeddings, self.compute_dtype)
+        return ops.matmul(inputs, ops.transpose(kernel))
+
+    def compute_mask(self, inputs, mask=None):
+        if 'float' in keras.backend.standardize_dtype(inputs.dtype):  # dense mode
+            return mask
+        return super().compute_mask(inputs, mask)
+
+    def compute_output_shape(self, input_shape, mode='embedding'):
+        if mode == 'dense':
+            return tuple(input_shape[:-1]) + (self.input_dim,)
+        return super().compute_output_shape(input_shape)
+
+    def compute_output_spec(self, inputs, mode='embedding'):
+        shape = self.compute_output_shape(inputs.shape, mode=mode)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+
+@register
+class BiasAdd(keras.layers.Layer):
+    """Adds a learned bias vector on the last axis (BERT's `cls/predictions/output_bias`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name='bias', shape=(input_shape[-1],), initializer='zeros')
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.bias, inputs.dtype)
+
+
+@register
+class PositionEmbedding(keras.layers.Layer):
+    """Trainable absolute position embedding, merged into its input.
+
+    Input (b, n, d) (or `[x, position_ids]` with `custom_position_ids=True`); output (b, n, d) for
+    `merge_mode='add'|'mul'|'zero'`, (b, n, d + output_dim) for 'concat'.
+
+    `hierarchical` (True → alpha 0.4, or a float alpha) extends a table of n trained rows to n² positions:
+    with u = (E - alpha·E[0]) / (1 - alpha), position p gets alpha·u[p // n] + (1 - alpha)·u[p % n],
+    which equals E[p] exactly for p < n (kexue.fm/archives/7947). Without it, a sequence longer than the
+    table raises an error instead of being truncated.
+    """
+
+    def __init__(self, input_dim, output_dim, merge_mode='add', hierarchical=None,
+                 embeddings_initializer='zeros', custom_position_ids=False, **kwargs):
+        super().__init__(**kwargs)
+        if merge_mode not in ('add', 'mul', 'zero', 'concat'):
+            raise ValueError("PositionEmbedding: merge_mode must be add, mul, zero or concat, got %r" % merge_mode)
+        if hierarchical is not None and hierarchical is not False and hierarchical is not True:
+            if not 0 < float(hierarchical) < 1 or float(hierarchical) == 0.5:
+                raise ValueError('PositionEmbedding: hierarchical alpha must be in (0, 1) and != 0.5, got %r'
+                                 % hierarchical)
+        self.input_dim = int(input_dim)
+        self.output_dim = int(output_dim)
+        self.merge_mode = merge_mode
+        self.hierarchical = hierarchical
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.custom_position_ids = custom_position_ids
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            name='embeddings', shape=(self.input_dim, self.output_dim), initializer=self.embeddings_initializer
+        )
+
+    @property
+    def max_length(self):
+        return self.input_dim ** 2 if self.hierarchical else self.input_dim
+
+    def _check_length(self, seq_len):
+        if isinstance(seq_len, int):
+            if seq_len > self.max_length:
+                raise ValueError(self._too_long_message(seq_len))
+            return
+        # Dynamic length inside a traced function: a runtime assertion (TensorFlow-specific, and the
+        # only TF op in this module) so that an over-long batch fails with this message rather than an
+        # opaque shape error. XLA drops assertions, where the shape error remains.
+        import tensorflow as tf
+        tf.debugging.assert_less_equal(
+            tf.cast(seq_len, 'int32'), self.max_length, message=self._too_long_message('(dynamic)')
+        )
+
+    def _too_long_message(self, seq_len):
+        hint = '' if self.hierarchical else (
+            ' Truncate inputs (e.g. tokenizer.encode(text, maxlen=%d)) or build the model with '
+            'hierarchical_position=True to extend the table to %d positions.' % (self.input_dim, self.input_dim ** 2))
+        return ('%s: input sequence length %s exceeds the position embedding table of %d positions '
+                '(max_position=%d%s).%s' % (self.name, seq_len, self.max_length, self.input_dim,
+                                             ', hierarchical' if self.hierarchical else '', hint))
+
+    def position_embeddings(self, position_ids=None, seq_len=None):
+        """Embeddings for `position_ids` (any int shape) or for 0..seq_len-1, shape (..., output_dim)."""
+        table = ops.cast(self.embeddings, self.compute_dtype)
+        if self.hierarchical:
+            alpha = 0.4 if self.hierarchical is True else float(self.hierarchical)
+            if position_ids is None:
+                position_ids = ops.arange(seq_len, dtype='int32')
+            position_ids = ops.cast(position_ids, 'int32')
+            bases = (table - alpha * table[:1]) / (1 - alpha)
+            coarse = ops.take(bases, position_ids // self.input_dim, axis=0)
+            fine = ops.take(bases, position_ids % self.input_dim, axis=0)
+            return alpha * coarse + (1 - alpha) * fine
+        if position_ids is None:
+            return table[:seq_len]
+        return ops.take(table, ops.cast(position_ids, 'int32'), axis=0)
+
+    def call(self, inputs):
+        if self.custom_position_ids:
+            inputs, position_ids = inputs
+            seq_len = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
+            self._check_length(seq_len)
+            pos = self.position_embeddings(position_ids=position_ids)
+            if len(pos.shape) == 2:
+                pos = ops.expand_dims(pos, 0)
+        else:
+            seq_len = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
+            self._check_length(seq_len)
+            pos = ops.expand_dims(self.position_embeddings(seq_len=seq_len), 0)
+        if self.merge_mode == 'add':
+            return inputs + pos
+        if self.merge_mode == 'mul':
+            return inputs * (pos + 1.0)
+        batch_size = ops.shape(inputs)[0]
+        pos = ops.broadcast_to(pos, (batch_size,) + tuple(ops.shape(pos)[1:]))
+        if self.merge_mode == 'zero':
+            return pos
+        return ops.concatenate([inputs, pos], axis=-1)
+
+    def compute_mask(self, inputs, mask=None):
+        if self.custom_position_ids and isinstance(mask, (list, tuple)):
+            return mask[0]
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        if self.custom_position_ids:
+            input_shape = input_shape[0]
+        if input_shape[1] is not None:  # a static sequence_length is checked when the model is built
+            self._check_length(int(input_shape[1]))
+        if self.merge_mode == 'concat':
+            return tuple(input_shape[:2]) + (input_shape[2] + self.output_dim,)
+        return tuple(input_shape[:2]) + (self.output_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            'input_dim': self.input_dim,
+            'output_dim': self.output_dim,
+            'merge_mode': self.merge_mode,
+            'hierarchical': self.hierarchical,
+            'embeddings_initializer': keras.initializers.serialize(self.embeddings_initializer),
+            'custom_position_ids': self.custom_position_ids,
+        })
+        return config
+
+
+@register
+class LayerNormalization(keras.layers.Layer):
+    """Layer normalisation over the last axis, optionally conditional (bert4keras `LayerNormalization`).
+
+    Plain: input (b, ..., d) → (b, ..., d), weights `gamma`, `beta` (in that order, matching Google's
+    `LayerNorm/gamma`, `LayerNorm/beta`). Statistics are computed in float32 even under a 16-bit policy.
+
+    Conditional (`conditional=True`): inputs `[x, cond]`; gamma and beta are shifted by zero-initialised
+    dense projections of `cond` (optionally through a `hidden_units` bottleneck), so a pretrained
+    model starts out unchanged (kexue.fm/archives/7124).
+    """
+
+    def __init__(self, center=True, scale=True, epsilon=None, conditional=False, hidden_units=None,
+                 hidden_activation='linear', hidden_initializer='glorot_uniform', **kwargs):
+        super().__init__(**kwargs)
+        self.center = center
+        self.scale = scale
+        self.epsilon = 1e-12 if epsilon is None else float(epsilon)
+        self.conditional = conditional
+        self.hidden_units = hidden_units
+        self.hidden_activation = hidden_activation
+        self.hidden_initializer = keras.initializers.get(hidden_initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        shape = (input_shape[0][-1],) if self.conditional else (input_shape[-1],)
+        if self.scale:
+            self.gamma = self.add_weight(name='gamma', shape=shape, initializer='ones')
+        if self.center:
+            self.beta = self.add_weight(name='beta', shape=shape, initializer='zeros')
+        if self.conditional:
+            if self.hidden_units is not None:
+                self.hidden_dense = keras.layers.Dense(
+                    self.hidden_units, activation=get_activation(self.hidden_activation), use_bias=False,
+                    kernel_initializer=self.hidden_initializer, name='hidden_dense')
+                self.hidden_dense.build(input_shape[1])
+                cond_dim = self.hidden_units
+            else:
+                cond_dim = input_shape[1][-1]
+            if self.scale:
+                self.gamma_dense = keras.layers.Dense(shape[0], use_bias=False, kernel_initializer='zeros',
+                                                      name='gamma_dense')
+                self.gamma_dense.build(tuple(input_shape[1][:-1]) + (cond_dim,))
+            if self.center:
+                self.beta_dense = keras.layers.Dense(shape[0], use_bias=False, kernel_initializer='zeros',
+                                                     name='beta_dense')
+                self.beta_dense.build(tuple(input_shape[1][:-1]) + (cond_dim,))
+
+    def call(self, inputs):
+        if self.conditional:
+            x, cond = inputs
+            if self.hidden_units is not None:
+                cond = self.hidden_dense(cond)
+            for _ in range(len(x.shape) - len(cond.shape)):
+                cond = ops.expand_dims(cond, 1)
+        else:
+            x = inputs
+        out_dtype = x.dtype
+        if _is_16bit(x.dtype):
+            x = ops.cast(x, 'float32')
+        if self.center:
+            x = x - ops.mean(x, axis=-1, keepdims=True)
+        if self.scale:
+            variance = ops.mean(ops.square(x), axis=-1, keepdims=True)
+            x = x * ops.rsqrt(variance + self.epsilon)
+        x = ops.cast(x, out_dtype)
+        if self.scale:
+            gamma = ops.cast(self.gamma, out_dtype)
+            if self.conditional:
+                gamma = gamma + self.gamma_dense(cond)
+            x = x * gamma
+        if self.center:
+            beta = ops.cast(self.beta, out_dtype)
+            if self.conditional:
+                beta = beta + self.beta_dense(cond)
+            x = x + beta
+        return x
+
+    def compute_mask(self, inputs, mask=None):
+        if self.conditional and isinstance(mask, (list, tuple)):
+            return mask[0]
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0] if self.conditional else input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            'center': self.center,
+            'scale': self.scale,
+            'epsilon': self.epsilon,
+            'conditional': self.conditional,
+            'hidden_units': self.hidden_units,
+            'hidden_activation': self.hidden_activation,
+            'hidden_initializer': keras.initializers.serialize(self.hidden_initializer),
+        })
+        return config
+
+
+@register
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head attention with explicit masks/biases (bert4keras `MultiHeadAttention`).
+
+    Inputs: `[q, k, v, *biases]`, q (b, n, dq), k (b, m, dk), v (b, m, dv). Each extra input is either a
+    **bool mask** broadcastable to (b, heads, n, m) — True = may attend — or a **float additive bias** of
+    that shape. Bool masks are AND-ed, float biases summed. Without any bias the Keras mask of `v`
+    (if present) masks padded keys.
+
+    Output: (b, n, out_dim); with `return_attention_scores=True` also the pre-softmax scores
+    (b, heads, n, m) (the scaled QKᵀ plus float biases), which RealFormer feeds to the next layer.
+
+    Weights, in order (matching Google's checkpoints): query kernel/bias, key kernel/bias, value
+    kernel/bias, output kernel/bias. Softmax runs in float32 under 16-bit policies; masked scores get a
+    large finite negative, so a fully masked row gives a uniform row instead of NaN.
+
+    `attention_scale`: True → 1/sqrt(key_size); `normalization`: 'softmax', or 'softmax_plus' for the
+    entropy-invariant log-n scaling, logits × log(max(l, 16)) / log(`scale_base`) with l the number of
+    visible keys of that query row (kexue.fm/archives/8823).
+    """
+
+    def __init__(self, heads, head_size, out_dim=None, key_size=None, use_bias=True, attention_scale=True,
+                 attention_dropout=None, return_attention_scores=False, normalization='softmax',
+                 scale_base=512, kernel_initializer='glorot_uniform', **kwargs):
+        super().__init__(**kwargs)
+        if normalization not in ('softmax', 'softmax_plus'):
+            raise ValueError("MultiHeadAttention: normalization must be 'softmax' or 'softmax_plus', got %r"
+                             % normalization)
+        self.heads = int(heads)
+        self.head_size = int(head_size)
+        self.out_dim = out_dim
+        self.key_size = int(key_size or head_size)
+        self.use_bias = use_bias
+        self.attention_scale = attention_scale
+        self.attention_dropout = attention_dropout
+        self.return_attention_scores = return_attention_scores
+        self.normalization = normalization
+        self.scale_base = scale_base
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        q_shape, k_shape, v_shape = input_shape[:3]
+        out_dim = self.out_dim or q_shape[-1]
+
+        def dense(units, name, shape):
+            layer = keras.layers.Dense(units, use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
+                                       name=name, dtype=self.dtype_policy)
+            layer.build(shape)
+            return layer
+
+        # Built in checkpoint order: the loader maps weights by position.
+        self.q_dense = dense(self.key_size * self.heads, 'q_dense', q_shape)
+        self.k_dense = dense(self.key_size * self.heads, 'k_dense', k_shape)
+        self.v_dense = dense(self.head_size * self.heads, 'v_dense', v_shape)
+        self.o_dense = dense(out_dim, 'o_dense', tuple(q_shape[:-1]) + (self.head_size * self.heads,))
+        self.dropout = keras.layers.Dropout(self.attention_dropout or 0.0)
+
+    def call(self, inputs, mask=None, training=None):
+        q, k, v = inputs[:3]
+        biases = list(inputs[3:])
+        if not biases and isinstance(mask, (list, tuple)) and len(mask) > 2 and mask[2] is not None:
+            biases.append(mask[2][:, None, None, :])  # Keras mask of the values = padded keys
+        qw = self._split_heads(self.q_dense(q), self.key_size)
+        kw = self._split_heads(self.k_dense(k), self.key_size)
+        vw = self._split_heads(self.v_dense(v), self.head_size)
+        if self.attention_scale:
+            qw = qw * ops.cast(1.0 / math.sqrt(self.key_size), qw.dtype)  # cheaper on q than on scores
+        scores = ops.einsum('bqhd,bkhd->bhqk', qw, kw)
+        output, scores = self.attend(scores, vw, biases, training=training)
+        output = ops.reshape(output, tuple(ops.shape(output)[:2]) + (self.heads * self.head_size,))
+        output = self.o_dense(output)
+        if self.return_attention_scores:
+            return [output, scores]
+        return output
+
+    def attend(self, scores, values, biases, training=None):
+        """Masks/biases → normalisation → dropout → weighted sum.
+
+        scores (b, h, n, m) scaled QKᵀ; values (b, m, h, dv). Returns ((b, n, h, dv), scores + float biases).
+        Split out so subclasses (relative positions, other normalisers) can override one step.
+        """
+        out_dtype = values.dtype
+        scores = ops.cast(scores, 'float32')
+        allowed = None
+        for bias in biases:
+            if keras.backend.standardize_dtype(bias.dtype) == 'bool':
+                allowed = bias if allowed is None else ops.logical_and(allowed, bias)
+            else:
+                scores = scores + ops.cast(bias, 'float32')
+        logits = scores
+        if self.normalization == 'softmax_plus':
+            if allowed is None:
+                visible = ops.cast(ops.shape(scores)[-1], 'float32')
+            else:
+                visible = ops.sum(ops.cast(ops.broadcast_to(allowed, ops.shape(scores)), 'float32'),
+                                  axis=-1, keepdims=True)
+            logits = logits * ops.log(ops.maximum(visible, 16.0)) / math.log(self.scale_base)
+        if allowed is not None:
+            logits = ops.where(allowed, logits, mask_value('float32'))
+        probs = ops.softmax(logits, axis=-1)
+        probs = self.dropout(ops.cast(probs, out_dtype), training=training)
+        return ops.einsum('bhqk,bkhd->bqhd', probs, values), scores
+
+    def _split_heads(self, x, size):
+        return ops.reshape(x, tuple(ops.shape(x)[:2]) + (self.heads, size))
+
+    def compute_mask(self, inputs, mask=None):
+        if isinstance(mask, (list, tuple)):
+            return [mask[0], None] if self.return_attention_scores else mask[0]
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        q_shape = input_shape[0]
+        out = tuple(q_shape[:-1]) + (self.out_dim or q_shape[-1],)
+        if self.return_attention_scores:
+            return [out, (q_shape[0], self.heads, q_shape[1], input_shape[1][1])]
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            'heads': self.heads,
+            'head_size': self.head_size,
+            'out_dim': self.out_dim,
+            'key_size': self.key_size,
+            'use_bias': self.use_bias,
+            'attention_scale': self.attention_scale,
+            'attention_dropout': self.attention_dropout,
+            'return_attention_scores': self.return_attention_scores,
+            'normalization': self.normalization,
+            'scale_base': self.scale_base,
+            'kernel_initializer': keras.initializers.serialize(self.kernel_initializer),
+        })
+        return config
+
+
+@register
+class FeedForward(keras.layers.Layer):
+    """Position-wise feed-forward block: Dense(units, activation) → Dense(input_dim).
+
+    (b, n, d) → (b, n, d). Weights in order: inner kernel/bias, output kernel/bias (Google's
+    `intermediate/dense` and `output/dense`).
+    """
+
+    def __init__(self, units, activation='gelu', use_bias=True, kernel_initializer='glorot_uniform', **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.activation = activation
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.inner_dense = keras.layers.Dense(self.units, activation=get_activation(self.activation),
+                                              use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
+                                              name='inner_dense', dtype=self.dtype_policy)
+        self.inner_dense.build(input_shape)
+        self.output_dense = keras.layers.Dense(input_shape[-1], use_bias=self.use_bias,
+                                               kernel_initializer=self.kernel_initializer, name='output_dense',
+                                               dtype=self.dtype_policy)
+        self.output_dense.build(tuple(input_shape[:-1]) + (self.units,))
+
+    def call(self, inputs):
+        return self.output_dense(self.inner_dense(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            'units': self.units,
+            'activation': self.activation if isinstance(self.activation, str) else
+            keras.activations.serialize(self.activation),
+            'use_bias': self.use_bias,
+            'kernel_initializer': keras.initializers.serialize(self.kernel_initializer),
+        })
+        return config
+
+
+@register
+class ExtractToken(keras.layers.Layer):
+    """Picks one position of a sequence: (b, n, d) → (b, d). BERT's pooler reads [CLS] (index 0)."""
+
+    def __init__(self, index=0, **kwargs):
+        super().__init__(**kwargs)
+        self.index = int(index)
+
+    def call(self, inputs):
+        return inputs[:, self.index]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[2:])
+
+    def get_config(self):
+        config = super().get_config()
+        config['index'] = self.index
+        return config
+
+
+@register
+class AttentionMask(keras.layers.Layer):
+    """Builds the bool attention mask (True = may attend) shared by all attention layers.
+
+    Built once per batch from the token ids (and segment ids for 'unilm'), never per layer.
+
+    mode:
+      'padding' — inputs token_ids (b, n) → (b, 1, 1, n): keys with id 0 are hidden.
+      'lm'      — inputs token_ids (b, n) → (b, 1, n, n): causal (key ≤ query) AND padding.
+      'unilm'   — inputs [token_ids, segment_ids] → (b, 1, n, n): with c = cumsum(segment_ids), query q
+                  sees key k iff c[k] ≤ c[q] (source bidirectional, target causal: Dong et al. 2019)
+                  AND padding.
+    """
+
+    MODES = ('padding', 'lm', 'unilm')
+
+    def __init__(self, mode='padding', **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError('AttentionMask: mode must be one of %s, got %r' % (self.MODES, mode))
+        self.mode = mode
+
+    def call(self, inputs):
+        if self.mode == 'unilm':
+            token_ids, segment_ids = inputs
+        else:
+            token_ids = inputs
+        allowed = ops.not_equal(token_ids, 0)[:, None, None, :]  # (b, 1, 1, n)
+        if self.mode == 'lm':
+            n = ops.shape(token_ids)[1]
+            idx = ops.arange(n)
+            allowed = ops.logical_and(allowed, (idx[None, :] <= idx[:, None])[None, None])
+        elif self.mode == 'unilm':
+            c = ops.cumsum(ops.cast(segment_ids, 'int32'), axis=1)
+            allowed = ops.logical_and(allowed, (c[:, None, :] <= c[:, :, None])[:, None])
+        return allowed
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape[0] if self.mode == 'unilm' else input_shape
+        if self.mode == 'padding':
+            return (shape[0], 1, 1, shape[1])
+        return (shape[0], 1, shape[1], shape[1])
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(self.compute_output_shape(
+            [i.shape for i in inputs] if isinstance(inputs, (list, tuple)) else inputs.shape), dtype='bool')
+
+    def get_config(self):
+        config = super().get_config()
+        config['mode'] = self.mode
+        return config
+
+
+@register
+class Loss(keras.layers.Layer):
+    """A layer that adds a loss to the model — the bert4keras way of writing losses inside the graph.
+
+    Subclass and implement `compute_loss(inputs, mask=None)`; the layer adds that loss with
+    `add_loss` and returns `inputs[output_axis]` (or all inputs when `output_axis` is None), e.g.::
+
+        class CrossEntropy(Loss):
+            def compute_loss(self, inputs, mask=None):
+                y_true, y_pred = inputs
+                return K.mean(K.sparse_categorical_crossentropy(y_true, y_pred))
+
+        output = CrossEntropy(1)([y_in, model.output])
+        train_model = keras.Model(model.inputs + [y_in], output)
+        train_model.compile(optimizer=Adam(2e-5))          # no `loss=`: the layer supplies it
+    """
+
+    def __init__(self, output_axis=None, **kwargs):
+        super().__init__(**kwargs)
+        self.output_axis = output_axis
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        loss = self.compute_loss(inputs, mask)
+        self.add_loss(loss)
+        if self.output_axis is None:
+            return inputs
+        if isinstance(self.output_axis, (list, tuple)):
+            return [inputs[i] for i in self.output_axis]
+        return inputs[self.output_axis]
+
+    def compute_loss(self, inputs, mask=None):
+        raise NotImplementedError('Subclasses of Loss implement compute_loss(inputs, mask=None)')
+
+    def compute_mask(self, inputs, mask=None):
+        if mask is None or self.output_axis is None:
+            return mask
+        if isinstance(self.output_axis, (list, tuple)):
+            return [mask[i] for i in self.output_axis]
+        return mask[self.output_axis]
+
+    def compute_output_shape(self, input_shape):
+        if self.output_axis is None:
+            return input_shape
+        if isinstance(self.output_axis, (list, tuple)):
+            return [input_shape[i] for i in self.output_axis]
+        return input_shape[self.output_axis]
+
+    def get_config(self):
+        config = super().get_config()
+        config['output_axis'] = self.output_axis
+        return config

@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny Google-format checkpoints generated on the fly (no internet, no downloads)."""
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENTIMENT_DIR = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'datasets', 'sentiment')
+
+
+@pytest.fixture(scope='session')
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, hidden-32 BERT checkpoint in the exact Google naming (bert_model.ckpt + config + vocab)."""
+    from bert4keras_ext.checkpoints import make_random_checkpoint
+    return make_random_checkpoint(str(tmp_path_factory.mktemp('tiny_bert')), model='bert', seed=1,
+                                  hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, max_position_embeddings=40)
+
+
+@pytest.fixture(scope='session')
+def sentiment_dir():
+    if not os.path.isdir(SENTIMENT_DIR):
+        pytest.skip('the sentiment dataset is not at %s (it ships with the workplace, not the repo)' % SENTIMENT_DIR)
+    return SENTIMENT_DIR
