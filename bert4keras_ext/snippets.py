@@ -1,0 +1,597 @@
+"""Data helpers with bert4keras names and semantics: padding, truncation, segmentation, batching.
+
+Everything here is plain numpy + the standard library, so data pipelines can be built and tested
+without TensorFlow; only :meth:`DataGenerator.to_dataset` imports TensorFlow, and only when called.
+
+Public names (all bert4keras-compatible)::
+
+    is_string, softmax, to_array, sequence_padding, truncate_sequences, text_segmentate,
+    DataGenerator, ViterbiDecoder, AutoRegressiveDecoder  (the last two live in decoders.py)
+
+Randomness (``DataGenerator.sample(random=True)``) uses numpy's global generator, exactly like
+bert4keras, so ``np.random.seed(...)`` at the top of a competition script keeps runs repeatable.
+"""
+import numbers
+
+import numpy as np
+
+__all__ = [
+    'is_string',
+    'softmax',
+    'to_array',
+    'sequence_padding',
+    'truncate_sequences',
+    'text_segmentate',
+    'DataGenerator',
+]  # + ViterbiDecoder, AutoRegressiveDecoder once decoders.py is importable (see the end)
+
+
+def is_string(s):
+    """True when ``s`` is a ``str`` (bert4keras kept this for py2/py3 compatibility)."""
+    return isinstance(s, str)
+
+
+def softmax(x, axis=-1):
+    """Numerically stable numpy softmax.
+
+    x: array of any shape → array of the same shape, summing to 1 along ``axis``.
+    """
+    x = np.asarray(x)
+    # Subtracting the max keeps exp() from overflowing; it cancels in the ratio.
+    x = x - x.max(axis=axis, keepdims=True)
+    x = np.exp(x)
+    return x / x.sum(axis=axis, keepdims=True)
+
+
+def to_array(*args):
+    """Convert each argument with ``np.array``.
+
+    Returns one array for one argument, else a list of arrays (bert4keras behaviour, so
+    ``token_ids, segment_ids = to_array([t], [s])`` and ``x = to_array(x)`` both work).
+    """
+    results = [np.array(a) for a in args]
+    if len(args) == 1:
+        return results[0]
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding and truncation
+# ---------------------------------------------------------------------------------------------
+
+def _is_nonneg_int(x):
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 0
+
+
+def _per_dim(arg, seq_dims, name, allow_none_items):
+    """Normalise an int-or-sequence argument to a list with one entry per padded dimension."""
+    if arg is None:
+        return [None] * seq_dims
+    if isinstance(arg, (list, tuple, np.ndarray)):
+        items = list(arg)
+        if len(items) != seq_dims:
+            raise ValueError(
+                f'{name} has {len(items)} entries but seq_dims={seq_dims}; give one per padded '
+                f'dimension (or a single int for all of them)'
+            )
+    else:
+        items = [arg] * seq_dims
+    for v in items:
+        if v is None and allow_none_items:
+            continue
+        if not _is_nonneg_int(v):
+            raise ValueError(f'{name} entries must be non-negative ints, got {arg!r}')
+    return [None if v is None else int(v) for v in items]
+
+
+def sequence_padding(inputs, length=None, value=0, seq_dims=1, mode='post', dtype=None,
+                     multiple=None):
+    """Pad a batch of (nested) sequences to one rectangular numpy array.
+
+    Args:
+        inputs: non-empty list of samples; sample ``k`` converts with ``np.asarray`` to shape
+            ``(L_k1, ..., L_kd, *trailing)`` where ``d = seq_dims``. ``trailing`` must be the same
+            for every sample (e.g. the 2 of a list of ``(start, end)`` pairs).
+        length: padded size of the first ``seq_dims`` dims: ``None`` (use the batch maximum),
+            an int (used for every padded dim), or a list/tuple with one int-or-None per dim.
+            **When a length is given explicitly, longer samples are truncated to it** (their head
+            is kept, in both modes) — that is bert4keras behaviour. With ``length=None`` nothing
+            is ever cut.
+        value: padding value.
+        seq_dims: how many leading dims of each sample are padded (1 for token ids; 2 for e.g.
+            per-head lists of spans in GlobalPointer labels; 3 for dense ``(heads, L, L)`` labels).
+        mode: ``'post'`` pads at the end, ``'pre'`` at the start.
+        dtype: output dtype; ``None`` infers it from the samples like ``np.array`` would.
+        multiple: int (or one per padded dim). Round the padded size up to a multiple of it, so
+            a compiled (XLA / ``jit_compile``) model sees a few static shapes instead of one per
+            batch maximum. With an explicit ``length``, samples are still cut at ``length`` and
+            the array width is ``length`` rounded up.
+
+    Returns:
+        np.ndarray of shape ``(len(inputs), P_1, ..., P_d, *trailing)``.
+
+    Extensions over bert4keras (all were errors there): ``length`` may be an int with
+    ``seq_dims > 1``; ``length`` items may be ``None``; an empty sample ``[]`` is accepted even
+    when the others have trailing dims (it becomes shape ``(0, ..., 0, *trailing)``), so label
+    lists need no dummy ``(0, 0)`` entry.
+    """
+    if mode not in ('post', 'pre'):
+        raise ValueError(f'mode must be "post" or "pre", got {mode!r}')
+    if not (isinstance(seq_dims, numbers.Integral) and not isinstance(seq_dims, bool)
+            and seq_dims >= 1):
+        raise ValueError(f'seq_dims must be an int >= 1, got {seq_dims!r}')
+    if inputs is None:
+        raise ValueError('sequence_padding: inputs is None; pass a list of sequences')
+    if not hasattr(inputs, '__len__'):
+        inputs = list(inputs)
+    if len(inputs) == 0:
+        raise ValueError('sequence_padding: inputs is empty; there is nothing to pad '
+                         '(a batch needs at least one sample)')
+    lengths_arg = _per_dim(length, seq_dims, 'length', allow_none_items=True)
+    multiples = _per_dim(multiple, seq_dims, 'multiple', allow_none_items=True)
+    if any(m == 0 for m in multiples):
+        raise ValueError(f'multiple must be >= 1, got {multiple!r}')
+
+    arrays = []
+    for k, x in enumerate(inputs):
+        try:
+            a = np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+        except ValueError as e:
+            raise ValueError(
+                f'sequence_padding: inputs[{k}] is ragged inside a sample ({e}); only the first '
+                f'seq_dims={seq_dims} dims may differ in size *between* samples — pad the inner '
+                f'level first, or raise seq_dims'
+            ) from None
+        if a.ndim == 0:
+            raise ValueError(f'sequence_padding: inputs[{k}] is a scalar ({x!r}); every sample '
+                             f'must be a sequence')
+        arrays.append(a)
+
+    # The reference sample fixes the nesting depth and trailing dims; empty samples ([] has
+    # shape (0,)) carry no information about them, so they do not vote.
+    non_empty = [a for a in arrays if a.size > 0]
+    ref = max(non_empty or arrays, key=lambda a: a.ndim)
+    if ref.ndim < seq_dims:
+        raise ValueError(
+            f'sequence_padding: seq_dims={seq_dims} but samples have only {ref.ndim} dims'
+        )
+    trailing = ref.shape[seq_dims:]
+    for k, a in enumerate(arrays):
+        if a.ndim != ref.ndim:
+            if a.size == 0 and a.ndim == 1:
+                arrays[k] = a = a.reshape((0,) * seq_dims + trailing)
+            else:
+                raise ValueError(
+                    f'sequence_padding: inconsistent nesting depth: inputs[{k}] has {a.ndim} '
+                    f'dims (shape {a.shape}) but other samples have {ref.ndim} '
+                    f'(shape {ref.shape})'
+                )
+        if a.shape[seq_dims:] != trailing:
+            raise ValueError(
+                f'sequence_padding: inputs[{k}] has trailing shape {a.shape[seq_dims:]} but '
+                f'others have {trailing}; only the first seq_dims={seq_dims} dims are padded'
+            )
+
+    if dtype is None:
+        dtype = np.result_type(*[a.dtype for a in (non_empty or arrays)])
+
+    maxes = [max(a.shape[i] for a in arrays) for i in range(seq_dims)]
+    target = []
+    for i in range(seq_dims):
+        t = maxes[i] if lengths_arg[i] is None else lengths_arg[i]
+        if multiples[i] is not None:
+            t = -(-t // multiples[i]) * multiples[i]
+        target.append(t)
+    # Explicit lengths cut (bert4keras); inferred lengths never need to.
+    cut = tuple(slice(None) if c is None else slice(0, c) for c in lengths_arg)
+
+    outputs = np.full((len(arrays),) + tuple(target) + trailing, value, dtype=dtype)
+    for k, a in enumerate(arrays):
+        a = a[cut]
+        if mode == 'post':
+            where = tuple(slice(0, s) for s in a.shape[:seq_dims])
+        else:
+            where = tuple(slice(t - s, t) for s, t in zip(a.shape[:seq_dims], target))
+        outputs[(k,) + where] = a
+    return outputs
+
+
+def truncate_sequences(maxlen, indices, *sequences):
+    """Cut sequences until their total length is at most ``maxlen``, always from the longest.
+
+    Each step pops the element at position ``indices[i]`` from the currently longest sequence
+    (the first one on ties). bert4keras passes ``-2`` so the trailing ``[SEP]`` survives.
+
+    Args:
+        maxlen: non-negative int, the budget for the summed lengths.
+        indices: an int used for every sequence, or a list/tuple with one int per sequence.
+        *sequences: lists (or ``None``). ``None`` and empty sequences are left alone, as in
+            bert4keras. Lists are truncated **in place** (bert4keras' ``Tokenizer.encode`` relies
+            on that); other sequence types are copied to lists first and only the returned
+            copies are truncated.
+
+    Returns:
+        list of the sequences, one per argument and in argument order (``None`` stays ``None``).
+    """
+    if not _is_nonneg_int(maxlen):
+        raise ValueError(f'truncate_sequences: maxlen must be a non-negative int, got {maxlen!r}')
+    if isinstance(indices, (list, tuple)):
+        if len(indices) != len(sequences):
+            raise ValueError(
+                f'truncate_sequences: {len(indices)} indices for {len(sequences)} sequences'
+            )
+        indices = list(indices)
+    else:
+        indices = [indices] * len(sequences)
+
+    sequences = [s if s is None or isinstance(s, list) else list(s) for s in sequences]
+    live = [i for i, s in enumerate(sequences) if s]
+    lengths = [len(sequences[i]) for i in live]
+    total = sum(lengths)
+    while total > maxlen:
+        j = int(np.argmax(lengths))
+        i = live[j]
+        try:
+            sequences[i].pop(indices[i])
+        except IndexError:
+            raise ValueError(
+                f'truncate_sequences: cannot reach maxlen={maxlen}: sequence {i} has length '
+                f'{lengths[j]} and index {indices[i]} is out of range for it'
+            ) from None
+        lengths[j] -= 1
+        total -= 1
+    return sequences
+
+
+def text_segmentate(text, maxlen, seps='\n', strips=None):
+    """Split ``text`` into pieces of at most ``maxlen`` characters at separator characters.
+
+    bert4keras algorithm: if the (stripped) text is longer than ``maxlen``, split it on
+    ``seps[0]`` (each piece keeps its separator), greedily merge consecutive pieces while they
+    fit, and recurse on every merged chunk with ``seps[1:]``. Separators are therefore tried in
+    priority order, e.g. ``'\\n。！？；，'`` (paragraphs first, then sentences, then clauses).
+    Every piece is ``strip()``-ed of whitespace and then of the characters in ``strips``.
+
+    A piece can still exceed ``maxlen`` when no separator is left to split it on; callers that
+    need a hard bound must cut such pieces themselves.
+
+    Returns:
+        list of str.
+    """
+    text = text.strip().strip(strips)
+    if seps and len(text) > maxlen:
+        pieces = text.split(seps[0])
+        text, texts = '', []
+        for i, p in enumerate(pieces):
+            # "maxlen - 1" reserves room for the separator that is glued back onto p.
+            if text and p and len(text) + len(p) > maxlen - 1:
+                texts.extend(text_segmentate(text, maxlen, seps[1:], strips))
+                text = ''
+            if i + 1 == len(pieces):
+                text = text + p
+            else:
+                text = text + p + seps[0]
+        if text:
+            texts.extend(text_segmentate(text, maxlen, seps[1:], strips))
+        return texts
+    return [text]
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+# ---------------------------------------------------------------------------------------------
+
+class DataGenerator:
+    """Batch generator template; subclasses implement ``__iter__(self, random=False)``.
+
+    The bert4keras way::
+
+        class data_generator(DataGenerator):
+            def __iter__(self, random=False):
+                batch_token_ids, batch_segment_ids, batch_labels = [], [], []
+                for is_end, (text, label) in self.sample(random):
+                    token_ids, segment_ids = tokenizer.encode(text, maxlen=maxlen)
+                    batch_token_ids.append(token_ids)
+                    ...
+                    if len(batch_token_ids) == self.batch_size or is_end:
+                        batch_token_ids = sequence_padding(batch_token_ids)
+                        ...
+                        yield [batch_token_ids, batch_segment_ids], batch_labels
+                        batch_token_ids, batch_segment_ids, batch_labels = [], [], []
+
+        train_generator = data_generator(train_data, batch_size)
+        model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=...)
+
+    Args:
+        data: a sized, indexable collection (list, array) or any re-iterable object (e.g. a
+            class whose ``__iter__`` re-reads a file). A one-shot generator only lasts one epoch.
+        batch_size: int >= 1.
+        buffer_size: shuffle-buffer size for data without ``len`` (default ``1000 * batch_size``).
+
+    Attributes:
+        steps: batches per epoch, ``ceil(len(data) / batch_size)``, or ``None`` without ``len``.
+    """
+
+    def __init__(self, data, batch_size=32, buffer_size=None):
+        if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
+                and batch_size >= 1):
+            raise ValueError(f'DataGenerator: batch_size must be an int >= 1, got {batch_size!r}')
+        if buffer_size is not None and not (_is_nonneg_int(buffer_size) and buffer_size >= 1):
+            raise ValueError(
+                f'DataGenerator: buffer_size must be an int >= 1 or None, got {buffer_size!r}'
+            )
+        self.data = data
+        self.batch_size = int(batch_size)
+        if hasattr(self.data, '__len__'):
+            self.steps = -(-len(self.data) // self.batch_size)
+        else:
+            self.steps = None
+        self.buffer_size = buffer_size or self.batch_size * 1000
+
+    def __len__(self):
+        if self.steps is None:
+            # bert4keras let len() fail with an opaque "NoneType" TypeError here.
+            raise TypeError(
+                'DataGenerator: data has no len(), so the number of steps is unknown; pass '
+                'steps_per_epoch yourself (or set self.steps)'
+            )
+        return self.steps
+
+    def sample(self, random=False):
+        """Yield ``(is_end, item)`` for every item of ``data``; ``is_end`` is True on the last.
+
+        ``random=True`` shuffles: a fresh permutation for indexable data, otherwise a buffered
+        shuffle (keep up to ``buffer_size`` items, emit a uniformly chosen one per new item,
+        drain the buffer at the end). Either way every item appears exactly once per call.
+        Empty data yields nothing.
+        """
+        if random:
+            if hasattr(self.data, '__len__') and hasattr(self.data, '__getitem__'):
+
+                def generator():
+                    for i in np.random.permutation(len(self.data)):
+                        yield self.data[i]
+
+            else:
+
+                def generator():
+                    caches, isfull = [], False
+                    for d in self.data:
+                        caches.append(d)
+                        if isfull:
+                            i = np.random.randint(len(caches))
+                            yield caches.pop(i)
+                        elif len(caches) == self.buffer_size:
+                            isfull = True
+                    while caches:
+                        i = np.random.randint(len(caches))
+                        yield caches.pop(i)
+
+            data = generator()
+        else:
+            data = iter(self.data)
+
+        # Look one item ahead so the last one can be flagged: the subclass must flush its
+        # partial batch on is_end.
+        try:
+            d_current = next(data)
+        except StopIteration:
+            return
+        for d_next in data:
+            yield False, d_current
+            d_current = d_next
+        yield True, d_current
+
+    def __iter__(self, random=False):
+        raise NotImplementedError(
+            f'{type(self).__name__} must implement __iter__(self, random=False) yielding batches'
+        )
+
+    def batches(self, random=True):
+        """Endless Python generator of ``__iter__(random)`` batches, one epoch after another.
+
+        Lists holding arrays come out as tuples (``[X, S], Y`` → ``(X, S), Y``) and a ``None``
+        target is dropped (``[X, S, Y], None`` → ``((X, S, Y),)``), which is the form Keras 3
+        reads as (inputs, targets) / (inputs,). Fails loudly instead of spinning on no data.
+        """
+        while True:
+            produced = False
+            for d in self.__iter__(random):
+                produced = True
+                yield _as_keras_batch(d)
+            if not produced:
+                raise ValueError(
+                    f'{type(self).__name__}: an epoch produced no batches (empty data, or a '
+                    f'one-shot generator already exhausted: pass a list or a re-iterable object)'
+                )
+
+    def forfit(self, random=True):
+        """Endless ``tf.data.Dataset`` of batches for
+        ``model.fit(gen.forfit(), steps_per_epoch=len(gen))`` (bert4keras' idiom).
+
+        Departure from bert4keras, on purpose: this returns a dataset, not a Python generator.
+        Keras 3 freezes every non-batch dimension of a *generator* from its first two batches, so
+        a bert4keras generator whose batches are padded to their own longest text (the usual case)
+        fails at the first batch of another length. The dataset declares every dimension dynamic
+        except non-batch axes of size 1 such as (batch, 1) labels (rank and dtypes read from the
+        first batch), so varying lengths just work, and it prefetches the next batch while the
+        model trains. For the raw generator, use :meth:`batches`.
+        """
+        return self._dataset(lambda: self.batches(random))
+
+    def fortest(self, random=False):
+        """Endless ``tf.data.Dataset`` of the *inputs* of each batch, for
+        ``model.predict(gen.fortest(), steps=len(gen))`` (see :meth:`forfit` for why a dataset).
+
+        Each element is ``(inputs,)``: Keras reads a 1-tuple as inputs without targets.
+        """
+        return self._dataset(lambda: ((d[0],) for d in self.batches(random)))
+
+    def _dataset(self, make_generator):
+        import tensorflow as tf  # lazily: the rest of this module needs only numpy
+
+        first = next(make_generator())  # only to read the structure, ranks and dtypes
+
+        def spec(x):
+            # Every dimension is dynamic except non-batch dims of size 1: bert4keras labels are
+            # (batch, 1) (`batch_labels.append([label])`), and Keras squeezes that axis for sparse
+            # losses only when it is known to be 1. Token sequences always hold [CLS] and [SEP].
+            x = np.asarray(x)
+            shape = [None] + [1 if d == 1 else None for d in x.shape[1:]] if x.ndim else []
+            return tf.TensorSpec(shape=shape, dtype=tf.as_dtype(x.dtype))
+
+        signature = tf.nest.map_structure(spec, first)
+        dataset = tf.data.Dataset.from_generator(make_generator, output_signature=signature)
+        return dataset.prefetch(2)
+
+    def to_dataset(self, types, shapes, names=None, padded_batch=False):
+        """Wrap :meth:`batches` (shuffled, endless) in a batched, prefetched ``tf.data.Dataset``.
+
+        As in bert4keras, **``__iter__`` must yield single samples here** and the dataset does
+        the batching: ``padded_batch=False`` → ``batch(batch_size)`` (every sample must already
+        have the shape in ``shapes``); ``padded_batch=True`` → ``padded_batch(batch_size,
+        shapes)`` (samples may vary in length; ``None`` dims pad to the batch maximum, int dims
+        to that size; padding value 0).
+
+        Args:
+            types: per-sample dtypes, with the structure of one sample, e.g.
+                ``('int32', 'int32')`` or ``(('int32', 'int32'), 'float32')``.
+            shapes: per-sample shapes with the same structure, e.g. ``([None], [None])``.
+            names: optional keys that turn samples into dicts (for models with named inputs):
+                a string (``{names: sample}``), a sequence of strings (``dict(zip(names,
+                sample))``), or a sequence of such sequences (a tuple of dicts, e.g.
+                ``(('Input-Token', 'Input-Segment'), ('label',))`` for ``(inputs, targets)``).
+            padded_batch: see above.
+
+        Returns:
+            an infinite ``tf.data.Dataset``; use ``steps_per_epoch`` with it.
+        """
+        import tensorflow as tf  # lazily: the rest of this module needs only numpy
+
+        if names is None:
+            generator = self.batches
+        else:
+            if is_string(names):
+                def warps(k, v):
+                    return {k: v}
+            elif is_string(names[0]):
+                def warps(k, v):
+                    _check_same_len(k, v)
+                    return dict(zip(k, v))
+            else:
+                def warps(k, v):
+                    _check_same_len(k, v)
+                    out = []
+                    for i, j in zip(k, v):
+                        _check_same_len(i, j)
+                        out.append(dict(zip(i, j)))
+                    return tuple(out)
+
+            def generator():
+                for d in self.batches():
+                    yield warps(names, d)
+
+            types = warps(names, types)
+            shapes = warps(names, shapes)
+
+        def spec(dtype, shape):
+            shape = tf.TensorShape(shape)
+            if padded_batch and shape.rank is not None:
+                # Samples may be shorter than a fixed padded_shape, so accept any size here.
+                shape = tf.TensorShape([None] * shape.rank)
+            return tf.TensorSpec(shape=shape, dtype=tf.as_dtype(dtype))
+
+        signature = _map_types_and_shapes(spec, types, shapes)
+        dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
+        if padded_batch:
+            padded_shapes = _map_types_and_shapes(lambda t, s: tf.TensorShape(s), types, shapes)
+            dataset = dataset.padded_batch(self.batch_size, padded_shapes)
+        else:
+            dataset = dataset.batch(self.batch_size)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _holds_array(x):
+    if isinstance(x, (list, tuple)):
+        return any(_holds_array(v) for v in x)
+    if isinstance(x, dict):
+        return any(_holds_array(v) for v in x.values())
+    return hasattr(x, 'shape') and hasattr(x, 'dtype')
+
+
+def _as_keras_batch(d):
+    """A batch in the structure Keras 3 reads: tuples, and no ``None`` targets."""
+    d = _lists_to_tuples(d)
+    if type(d) is tuple and len(d) >= 2 and d[-1] is None:
+        d = d[:-1]
+    return d
+
+
+def _lists_to_tuples(x):
+    """Turn the lists *of arrays* inside a batch structure into tuples (see ``forfit``).
+
+    A list of plain numbers (e.g. one unpadded sample's token ids) is data, not structure, and is
+    left alone; namedtuples and other tuple subclasses are left alone too.
+    """
+    if type(x) in (list, tuple) and _holds_array(x):
+        return tuple(_lists_to_tuples(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _lists_to_tuples(v) for k, v in x.items()}
+    return x
+
+
+def _check_same_len(names, values):
+    if len(names) != len(values):
+        raise ValueError(f'to_dataset: {len(names)} names {tuple(names)!r} for '
+                         f'{len(values)} values')
+
+
+def _is_dtype_leaf(t):
+    # A dtype is a string ('int32'), a numpy dtype / scalar type, or a tf.DType.
+    return isinstance(t, (str, np.dtype, type)) or hasattr(t, 'as_numpy_dtype')
+
+
+def _map_types_and_shapes(fn, types, shapes):
+    """Apply ``fn(dtype, shape)`` at every dtype leaf of ``types``.
+
+    ``types`` decides the structure because a shape such as ``[None, 2]`` is itself a list and
+    cannot be told apart from a structure on its own.
+    """
+    if _is_dtype_leaf(types):
+        return fn(types, shapes)
+    if isinstance(types, dict):
+        if not isinstance(shapes, dict) or set(types) != set(shapes):
+            raise ValueError(f'to_dataset: shapes {shapes!r} do not match types {types!r}')
+        return {k: _map_types_and_shapes(fn, types[k], shapes[k]) for k in types}
+    if isinstance(types, (list, tuple)):
+        if not isinstance(shapes, (list, tuple)) or len(shapes) != len(types):
+            raise ValueError(f'to_dataset: shapes {shapes!r} do not match types {types!r}')
+        return tuple(_map_types_and_shapes(fn, t, s) for t, s in zip(types, shapes))
+    raise ValueError(f'to_dataset: cannot read {types!r} as a dtype or a structure of dtypes')
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoders: their home is bert4keras_ext/decoders.py; bert4keras scripts import them from
+# snippets, so they are re-exported here.
+# ---------------------------------------------------------------------------------------------
+
+def __getattr__(name):
+    # Fallback for the eager import below: if decoders.py imports this module first, the
+    # eager import meets a half-initialised decoders module and is skipped; resolve lazily then.
+    if name in ('ViterbiDecoder', 'AutoRegressiveDecoder'):
+        try:
+            from bert4keras_ext import decoders
+        except ImportError as e:
+            # AttributeError keeps hasattr() working; the cause says why decoders did not load.
+            raise AttributeError(
+                f'{name} lives in bert4keras_ext.decoders, which could not be imported: {e}'
+            ) from e
+        return getattr(decoders, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+try:  # decoders.py is the home of these classes
+    from bert4keras_ext.decoders import ViterbiDecoder, AutoRegressiveDecoder  # noqa: F401,E402
+    __all__ += ['ViterbiDecoder', 'AutoRegressiveDecoder']
+except ImportError:
+    pass
