@@ -313,9 +313,9 @@ def make_random_checkpoint(out_dir, model='bert', vocab=None, seed=0, initialize
 
 
 def main(argv=None):
-    """`python -m bert4keras_ext.checkpoints {list,download,verify,sha256} ...`"""
+    """`python -m bert4keras_ext.checkpoints {list,download,verify,sha256} ...`; returns the exit code."""
     from bert4keras_ext.manifest import cli
-    return cli(argv)
+    return cli(argv, prog='python -m bert4keras_ext.checkpoints')
 
 
 if __name__ == '__main__':
