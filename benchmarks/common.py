@@ -1,0 +1,79 @@
+"""Shared measurement helpers for the benchmarks: matmul peak, BERT FLOP counts, timing, memory."""
+import os
+import resource
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+
+
+def measure_matmul_peak(n=2048, repeats=5, seconds=3.0):
+    """Best float32 GFLOP/s of a square `n`×`n` matmul chain run by TensorFlow on this machine.
+
+    This is the ceiling the model fractions are quoted against (same process, same thread pool).
+    """
+    import tensorflow as tf
+    a = tf.random.normal((n, n), dtype='float32')
+    b = tf.random.normal((n, n), dtype='float32')
+
+    @tf.function
+    def chain(x):
+        for _ in range(8):
+            x = tf.matmul(x, b) * 1e-3  # scaling keeps values finite; its cost is O(n²), negligible
+        return x
+
+    chain(a).numpy()
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    for _ in range(repeats):
+        start = time.perf_counter()
+        chain(a).numpy()
+        elapsed = time.perf_counter() - start
+        best = max(best, 8 * 2 * n ** 3 / elapsed / 1e9)
+        if time.perf_counter() > deadline:
+            break
+    return best
+
+
+def bert_forward_flops(seq_len, hidden=768, layers=12, intermediate=3072, with_classifier=0):
+    """Matmul FLOPs of one BERT encoder forward pass over one sequence (multiply-add = 2 FLOPs).
+
+    Per token per layer: Q, K, V, O projections 4·2·H², feed-forward 2·2·H·I, attention scores and
+    weighted sum 2·2·n·H. Embedding lookups, softmax, LayerNorm and GELU are not counted (they are not
+    matmuls), which is the usual convention for 'fraction of matmul peak'.
+    """
+    per_token_layer = 8 * hidden * hidden + 4 * hidden * intermediate + 4 * seq_len * hidden
+    return seq_len * layers * per_token_layer + 2 * hidden * hidden + 2 * hidden * with_classifier
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_calls(fn, warmup=1, repeats=3, min_seconds=0.0):
+    """Run `fn` `warmup` times untimed, then at least `repeats` times; returns the list of seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start_all = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start_all < min_seconds:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bert_base_config(vocab_size=21128, layers=12, hidden=768, heads=12, intermediate=3072, max_position=512):
+    return dict(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                intermediate_size=intermediate, max_position=max_position, hidden_act='gelu',
+                dropout_rate=0.1, attention_dropout_rate=0.1)
+
+
+def random_token_batch(batch, seq_len, vocab_size, seed=0):
+    rng = np.random.RandomState(seed)
+    token_ids = rng.randint(104, vocab_size, size=(batch, seq_len)).astype('int32')
+    token_ids[:, 0], token_ids[:, -1] = 101, 102
+    segment_ids = np.zeros_like(token_ids)
+    return token_ids, segment_ids

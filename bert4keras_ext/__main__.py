@@ -1,0 +1,28 @@
+"""`python -m bert4keras_ext <command>`: the demo (main job) and the checkpoint tools.
+
+    python -m bert4keras_ext demo [--data-dir DIR]          tiny checkpoint → load → fine-tune → evaluate → decode
+    python -m bert4keras_ext checkpoints list|download|verify|sha256 ...
+"""
+import os
+import sys
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help'):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    if command == 'demo':
+        from bert4keras_ext.demo import main as demo_main
+        return demo_main(rest)
+    if command == 'checkpoints':
+        from bert4keras_ext.checkpoints import main as checkpoints_main
+        return checkpoints_main(rest)
+    print("unknown command %r; expected 'demo' or 'checkpoints' (see --help)" % command, file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
