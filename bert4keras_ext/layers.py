@@ -112,23 +112,26 @@ class PositionEmbedding(keras.layers.Layer):
         return self.input_dim ** 2 if self.hierarchical else self.input_dim
 
     def _check_length(self, seq_len):
+        """Return `seq_len`, failing with a clear message if the table cannot cover it."""
         if isinstance(seq_len, int):
             if seq_len > self.max_length:
                 raise ValueError(self._too_long_message(seq_len))
-            return
+            return seq_len
         # Dynamic length inside a traced function: a runtime assertion (TensorFlow-specific, and the
-        # only TF op in this module) so that an over-long batch fails with this message rather than an
-        # opaque shape error. XLA drops assertions, where the shape error remains.
+        # only TF op in this module). The length is routed through it so that the lookup cannot run
+        # (and fail with an opaque shape error) before the check. XLA drops assertions.
         import tensorflow as tf
-        tf.debugging.assert_less_equal(
+        check = tf.debugging.assert_less_equal(
             tf.cast(seq_len, 'int32'), self.max_length, message=self._too_long_message('(dynamic)')
         )
+        with tf.control_dependencies([check]):
+            return tf.identity(seq_len)
 
     def _too_long_message(self, seq_len):
         hint = '' if self.hierarchical else (
             ' Truncate inputs (e.g. tokenizer.encode(text, maxlen=%d)) or build the model with '
             'hierarchical_position=True to extend the table to %d positions.' % (self.input_dim, self.input_dim ** 2))
-        return ('%s: input sequence length %s exceeds the position embedding table of %d positions '
+        return ('%s: input sequence length (or largest position id + 1) %s exceeds the position embedding table of %d positions '
                 '(max_position=%d%s).%s' % (self.name, seq_len, self.max_length, self.input_dim,
                                              ', hierarchical' if self.hierarchical else '', hint))
 
@@ -151,14 +154,16 @@ class PositionEmbedding(keras.layers.Layer):
     def call(self, inputs):
         if self.custom_position_ids:
             inputs, position_ids = inputs
-            seq_len = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
-            self._check_length(seq_len)
-            pos = self.position_embeddings(position_ids=position_ids)
+            # what must fit in the table is the largest id, whatever the sequence length
+            position_ids = ops.cast(position_ids, 'int32')
+            largest = self._check_length(ops.max(position_ids) + 1)
+            # the no-op minimum makes the lookup depend on the check, so the check runs first
+            pos = self.position_embeddings(position_ids=ops.minimum(position_ids, largest))
             if len(pos.shape) == 2:
                 pos = ops.expand_dims(pos, 0)
         else:
             seq_len = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
-            self._check_length(seq_len)
+            seq_len = self._check_length(seq_len)
             pos = ops.expand_dims(self.position_embeddings(seq_len=seq_len), 0)
         if self.merge_mode == 'add':
             return inputs + pos
@@ -178,7 +183,7 @@ class PositionEmbedding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         if self.custom_position_ids:
             input_shape = input_shape[0]
-        if input_shape[1] is not None:  # a static sequence_length is checked when the model is built
+        elif input_shape[1] is not None:  # a static sequence_length is checked when the model is built
             self._check_length(int(input_shape[1]))
         if self.merge_mode == 'concat':
             return tuple(input_shape[:2]) + (input_shape[2] + self.output_dim,)

@@ -479,6 +479,94 @@ class BERT(Transformer):
 # ---------------------------------------------------------------------------------------------------
 # Applications: attention masks for language modelling and seq2seq
 # ---------------------------------------------------------------------------------------------------
+class ALBERT(BERT):
+    """ALBERT in Google's release format: factorised embedding + one transformer block shared by all layers.
+
+    Embeddings are `embedding_size` wide and mapped to `hidden_size` by `Embedding-Mapping`
+    (`bert/encoder/embedding_hidden_mapping_in`); every layer calls the same
+    `Transformer-MultiHeadSelfAttention` / `Transformer-FeedForward` layers, whose weights are
+    `bert/encoder/transformer/group_0/inner_group_0/*`. The MLM head works in `embedding_size`.
+
+    Google's ALBERT code uses the tanh approximation of GELU, so a config's 'gelu' means 'gelu_tanh'
+    here (BERT keeps the exact erf form); pass hidden_act='gelu_erf' to override.
+    """
+
+    checkpoint_family = 'albert'
+    _SHARED_PREFIX = 'bert/encoder/transformer/group_0/inner_group_0/'
+
+    def __init__(self, hidden_act='gelu', **kwargs):
+        if isinstance(hidden_act, str) and hidden_act.lower() == 'gelu':
+            hidden_act = 'gelu_tanh'
+        super().__init__(hidden_act=hidden_act, **kwargs)
+
+    def attention_layer_name(self, index):
+        return 'Transformer-MultiHeadSelfAttention'
+
+    def feed_forward_layer_name(self, index):
+        return 'Transformer-FeedForward'
+
+    def variable_mapping(self):
+        mapping = {k: v for k, v in super().variable_mapping().items() if not k.startswith('Transformer-')}
+        mapping.update(self.shared_block_mapping('Transformer-MultiHeadSelfAttention', 'Transformer-FeedForward'))
+        return mapping
+
+    def shared_block_mapping(self, attention, feed_forward):
+        """Google ALBERT names of the shared block, for the given Keras layer names."""
+        prefix = self._SHARED_PREFIX
+        return {
+            attention: [prefix + 'attention_1/self/%s/%s' % (part, kind)
+                        for part in ('query', 'key', 'value') for kind in ('kernel', 'bias')]
+            + [prefix + 'attention_1/output/dense/kernel', prefix + 'attention_1/output/dense/bias'],
+            attention + '-Norm': [prefix + 'LayerNorm/gamma', prefix + 'LayerNorm/beta'],
+            feed_forward: [prefix + 'ffn_1/intermediate/dense/kernel', prefix + 'ffn_1/intermediate/dense/bias',
+                           prefix + 'ffn_1/intermediate/output/dense/kernel',
+                           prefix + 'ffn_1/intermediate/output/dense/bias'],
+            feed_forward + '-Norm': [prefix + 'LayerNorm_1/gamma', prefix + 'LayerNorm_1/beta'],
+        }
+
+    def _unexpected_layers(self, reader, mapping):
+        return []  # one shared block: the layer count is not stored in the checkpoint
+
+
+class ALBERT_Unshared(ALBERT):
+    """ALBERT with the shared block copied into every layer, so fine-tuning can specialise each layer.
+
+    Built like BERT (`Transformer-{i}-...` layers, each with its own weights); every layer starts from
+    the checkpoint's single shared block, so outputs equal `ALBERT`'s before training. Saving writes the
+    per-layer layout (`bert/encoder/layer_{i}/...`, plus ALBERT's embedding mapping), since the layers
+    differ after fine-tuning; loading accepts either layout.
+    """
+
+    def attention_layer_name(self, index):
+        return BERT.attention_layer_name(self, index)
+
+    def feed_forward_layer_name(self, index):
+        return BERT.feed_forward_layer_name(self, index)
+
+    def variable_mapping(self, layout='shared'):
+        mapping = {k: v for k, v in BERT.variable_mapping(self).items() if not k.startswith('Transformer-')}
+        for i in range(self.num_hidden_layers):
+            attention, feed_forward = self.attention_layer_name(i), self.feed_forward_layer_name(i)
+            if layout == 'shared':
+                mapping.update(self.shared_block_mapping(attention, feed_forward))
+            else:
+                mapping.update(self.block_mapping(i, 'bert/encoder/layer_%d/' % i))
+        return mapping
+
+    def load_weights_from_checkpoint(self, checkpoint, mapping=None):
+        reader = checkpoint if isinstance(checkpoint, CheckpointReader) else CheckpointReader(checkpoint)
+        if mapping is None:
+            per_layer = 'bert/encoder/layer_0/attention/self/query/kernel' in reader
+            mapping = self.variable_mapping('per_layer' if per_layer else 'shared')
+        return super().load_weights_from_checkpoint(reader, mapping)
+
+    def save_weights_as_checkpoint(self, filename, mapping=None, dtype=None):
+        return super().save_weights_as_checkpoint(filename, mapping or self.variable_mapping('per_layer'), dtype)
+
+    def _unexpected_layers(self, reader, mapping):
+        return BERT._unexpected_layers(self, reader, mapping)
+
+
 class LM_Mask:
     """Mixin: causal (lower-triangular) attention for unidirectional language modelling."""
 
@@ -499,6 +587,8 @@ MODELS = {
     'bert': BERT,
     'roberta': BERT,
     'wobert': BERT,
+    'albert': ALBERT,
+    'albert_unshared': ALBERT_Unshared,
 }
 APPLICATIONS = {
     'encoder': None,

@@ -1,8 +1,6 @@
 """BERT parity against an independent numpy forward pass, padding invariance, save/load round-trips,
 and every bad-input error path of model building and checkpoint loading."""
 import json
-import math
-import os
 
 import numpy as np
 import pytest
@@ -13,78 +11,7 @@ from bert4keras_ext.checkpoints import (
     CheckpointError, CheckpointMismatchError, make_random_checkpoint, write_checkpoint,
 )
 from bert4keras_ext.models import build_transformer_model
-
-_erf = np.vectorize(math.erf)
-
-
-# ------------------------------------------------------------------------------------------------
-# Independent reference: Google BERT's forward pass written with numpy from the raw checkpoint arrays
-# ------------------------------------------------------------------------------------------------
-def read_arrays(prefix):
-    reader = tf.train.load_checkpoint(prefix)
-    return {n: reader.get_tensor(n).astype('float64') for n in reader.get_variable_to_shape_map()}
-
-
-def np_layer_norm(x, gamma, beta, eps=1e-12):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * gamma + beta
-
-
-def np_gelu(x):
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
-
-
-def np_softmax(x, axis=-1):
-    x = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def np_bert(W, token_ids, segment_ids, num_layers, heads):
-    """Returns (sequence_output, pooled_output, nsp_probs, mlm_logits) for one padded batch."""
-    b, n = token_ids.shape
-    x = W['bert/embeddings/word_embeddings'][token_ids]
-    x = x + W['bert/embeddings/token_type_embeddings'][segment_ids]
-    x = x + W['bert/embeddings/position_embeddings'][:n][None]
-    x = np_layer_norm(x, W['bert/embeddings/LayerNorm/gamma'], W['bert/embeddings/LayerNorm/beta'])
-    H = x.shape[-1]
-    d = H // heads
-    key_is_real = token_ids != 0  # (b, n)
-    for i in range(num_layers):
-        p = 'bert/encoder/layer_%d/' % i
-
-        def dense(t, name):
-            return t @ W[p + name + '/kernel'] + W[p + name + '/bias']
-
-        q = dense(x, 'attention/self/query').reshape(b, n, heads, d)
-        k = dense(x, 'attention/self/key').reshape(b, n, heads, d)
-        v = dense(x, 'attention/self/value').reshape(b, n, heads, d)
-        scores = np.einsum('bqhd,bkhd->bhqk', q, k) / math.sqrt(d)
-        scores = np.where(key_is_real[:, None, None, :], scores, -1e30)
-        probs = np_softmax(scores)
-        context = np.einsum('bhqk,bkhd->bqhd', probs, v).reshape(b, n, H)
-        attn = dense(context, 'attention/output/dense')
-        x = np_layer_norm(x + attn, W[p + 'attention/output/LayerNorm/gamma'], W[p + 'attention/output/LayerNorm/beta'])
-        inner = np_gelu(dense(x, 'intermediate/dense'))
-        out = dense(inner, 'output/dense')
-        x = np_layer_norm(x + out, W[p + 'output/LayerNorm/gamma'], W[p + 'output/LayerNorm/beta'])
-    pooled = np.tanh(x[:, 0] @ W['bert/pooler/dense/kernel'] + W['bert/pooler/dense/bias'])
-    nsp = np_softmax(pooled @ W['cls/seq_relationship/output_weights'].T + W['cls/seq_relationship/output_bias'])
-    t = np_gelu(x @ W['cls/predictions/transform/dense/kernel'] + W['cls/predictions/transform/dense/bias'])
-    t = np_layer_norm(t, W['cls/predictions/transform/LayerNorm/gamma'], W['cls/predictions/transform/LayerNorm/beta'])
-    mlm_logits = t @ W['bert/embeddings/word_embeddings'].T + W['cls/predictions/output_bias']
-    return x, pooled, nsp, mlm_logits
-
-
-def random_batch(rng, vocab_size, lengths, n):
-    token_ids = np.zeros((len(lengths), n), dtype='int32')
-    segment_ids = np.zeros((len(lengths), n), dtype='int32')
-    for row, length in enumerate(lengths):
-        token_ids[row, :length] = rng.randint(1, vocab_size, size=length)
-        segment_ids[row, length // 2:length] = 1
-    return token_ids, segment_ids
-
+from numpy_reference import forward, random_batch, read_arrays, softmax
 
 def test_bert_matches_numpy_reference_with_padding(tiny_bert):
     W = read_arrays(tiny_bert['checkpoint'])
@@ -95,8 +22,8 @@ def test_bert_matches_numpy_reference_with_padding(tiny_bert):
     nsp_mlm = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], with_nsp=True, with_mlm='linear')
     pool_model = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], with_pool=True)
 
-    ref_seq, ref_pool, ref_nsp, ref_mlm = np_bert(W, token_ids, segment_ids, config['num_hidden_layers'],
-                                                  config['num_attention_heads'])
+    ref = forward(W, token_ids, segment_ids, config['num_hidden_layers'], config['num_attention_heads'])
+    ref_seq, ref_pool, ref_nsp, ref_mlm = ref['sequence'], ref['pooled'], ref['nsp'], ref['mlm_logits']
     seq = seq_model.predict([token_ids, segment_ids], verbose=0)
     nsp, mlm = nsp_mlm.predict([token_ids, segment_ids], verbose=0)
     pool = pool_model.predict([token_ids, segment_ids], verbose=0)
@@ -108,7 +35,7 @@ def test_bert_matches_numpy_reference_with_padding(tiny_bert):
     # probabilities head = softmax of those logits
     probs = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], with_mlm=True).predict(
         [token_ids, segment_ids], verbose=0)
-    assert np.abs(probs - np_softmax(ref_mlm)).max() <= 1e-6
+    assert np.abs(probs - softmax(ref_mlm)).max() <= 1e-6
 
 
 def test_padding_never_leaks(tiny_bert):
