@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     'CheckpointError', 'CheckpointMismatchError', 'resolve_checkpoint_path', 'CheckpointReader',
     'load_config', 'write_checkpoint', 'make_random_checkpoint', 'google_variable_shapes',
-    'detect_checkpoint_family', 'DEFAULT_TINY_SIZES',
+    'detect_checkpoint_family', 'DEFAULT_TINY_SIZES', 'find_checkpoint_files', 'default_vocab',
 ]
 
 # Optimizer state and bookkeeping that some released checkpoints still carry; never model weights.
@@ -60,6 +60,31 @@ def resolve_checkpoint_path(path):
         raise CheckpointError('checkpoint %r not found: expected the file %s.index (and its .data-* shards)'
                               % (path, path))
     return path
+
+
+def find_checkpoint_files(directory):
+    """The (config, checkpoint prefix, vocab) of an unpacked release folder, e.g. chinese_L-12_H-768_A-12/.
+
+    Looks for `*config*.json`, one `*.index` bundle and `vocab*.txt`; raises CheckpointError listing
+    what is missing or ambiguous.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise CheckpointError('checkpoint directory %r does not exist' % directory)
+    configs = sorted(glob.glob(os.path.join(directory, '*config*.json')))
+    vocabs = sorted(glob.glob(os.path.join(directory, 'vocab*.txt')))
+    problems = []
+    if len(configs) != 1:
+        problems.append('expected one *config*.json, found %s' % ([os.path.basename(c) for c in configs] or 'none'))
+    if len(vocabs) != 1:
+        problems.append('expected one vocab*.txt, found %s' % ([os.path.basename(v) for v in vocabs] or 'none'))
+    try:
+        prefix = resolve_checkpoint_path(directory)
+    except CheckpointError as e:
+        problems.append(str(e))
+    if problems:
+        raise CheckpointError('%s is not a usable checkpoint folder: %s' % (directory, '; '.join(problems)))
+    return {'config': configs[0], 'checkpoint': prefix, 'vocab': vocabs[0], 'dir': directory}
 
 
 def _is_ignored(name):

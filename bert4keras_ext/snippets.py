@@ -12,8 +12,14 @@ Randomness (``DataGenerator.sample(random=True)``) uses numpy's global generator
 bert4keras, so ``np.random.seed(...)`` at the top of a competition script keeps runs repeatable.
 """
 import numbers
+import warnings
 
 import numpy as np
+
+# `model.fit(gen.forfit(), ...)` hands Keras a dataset that DataGenerator already shuffles (random=True),
+# so Keras' note that it will not shuffle a tf.data.Dataset is noise for every bert4keras-style script.
+warnings.filterwarnings('ignore', message='`shuffle=True` was passed, but will be ignored since the data `x` '
+                                          'was provided as a tf.data.Dataset')
 
 __all__ = [
     'is_string',

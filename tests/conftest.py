@@ -9,6 +9,16 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTIMENT_DIR = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'datasets', 'sentiment')
 
 
+def load_example(name):
+    """Import examples/<name>.py as a module (examples are scripts, not a package)."""
+    import importlib.util
+    path = os.path.join(REPO_ROOT, 'examples', name + '.py')
+    spec = importlib.util.spec_from_file_location('example_' + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope='session')
 def tiny_bert(tmp_path_factory):
     """A 2-layer, hidden-32 BERT checkpoint in the exact Google naming (bert_model.ckpt + config + vocab)."""
