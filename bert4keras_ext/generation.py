@@ -80,15 +80,19 @@ class IncrementalModel:
             x = self.embedding_mapping(x)
         return x
 
-    def _blocks(self, x, caches, slot, allowed):
-        """Run all blocks on new tokens x (b, t, d), writing their keys/values at cache `slot`."""
+    def _blocks(self, x, caches, write, allowed):
+        """Run all blocks on new tokens x (b, t, d) and store their keys/values.
+
+        `write(cache, new, i)` returns layer i's cache with `new` stored: the prefill builds the cache
+        by padding, a step overwrites one slot with a `where` (the XLA-only dynamic-update-slice op
+        behind `ops.slice_update` is slow outside XLA on TensorFlow).
+        """
         new_caches, previous_scores = [], None
-        for (attention, attention_norm, feed_forward, feed_forward_norm), (k_cache, v_cache) in zip(self.blocks, caches):
+        for i, (attention, attention_norm, feed_forward, feed_forward_norm) in enumerate(self.blocks):
             q = attention._split_heads(attention.q_dense(x), attention.key_size)
             k = attention._split_heads(attention.k_dense(x), attention.key_size)
             v = attention._split_heads(attention.v_dense(x), attention.head_size)
-            k_cache = ops.slice_update(k_cache, [0, slot, 0, 0], ops.cast(k, k_cache.dtype))
-            v_cache = ops.slice_update(v_cache, [0, slot, 0, 0], ops.cast(v, v_cache.dtype))
+            k_cache, v_cache = write(k, v, i)
             new_caches.append((k_cache, v_cache))
             if attention.attention_scale:
                 q = q * ops.cast(1.0 / np.sqrt(attention.key_size), q.dtype)
@@ -103,13 +107,14 @@ class IncrementalModel:
             x = feed_forward_norm(x + feed_forward(x))
         return x, new_caches
 
-    def _logits(self, h):
+    def _logits(self, h, output_kernel):
+        """MLM head on (b, d) states; `output_kernel` is the (d, vocab) transposed token embedding."""
         dense, norm, bias = self.mlm_layers
         h = norm(dense(h))
-        return ops.cast(bias(self.token_embedding(h, mode='dense')), 'float32')
+        return ops.cast(bias(ops.matmul(h, ops.cast(output_kernel, h.dtype))), 'float32')
 
     # ------------------------------------------------------------------------------- compiled steps
-    def _prefill_fn(self, token_ids, segment_ids, caches):
+    def _prefill_fn(self, token_ids, segment_ids, total, output_kernel):
         """All source positions at once. Returns (logits at each row's last real token, caches,
         order (b, S), valid (b, S), last order (b,))."""
         valid = ops.not_equal(token_ids, 0)
@@ -121,20 +126,15 @@ class IncrementalModel:
         positions = ops.broadcast_to(ops.arange(n, dtype='int32')[None], ops.shape(token_ids))
         allowed = ops.logical_and(valid[:, None, :], order[:, None, :] <= order[:, :, None])[:, None]
         x = self._embed(token_ids, segment_ids, positions)
-        x, caches = self._blocks(x, caches, 0, self._pad_allowed(allowed, caches))
+        pad = [[0, 0], [0, total - n], [0, 0], [0, 0]]
+        allowed = ops.pad(allowed, [[0, 0], [0, 0], [0, 0], [0, total - n]], constant_values=False)
+        x, caches = self._blocks(x, None, lambda k, v, i: (ops.pad(k, pad), ops.pad(v, pad)), allowed)
         lengths = ops.sum(ops.cast(valid, 'int32'), axis=1)
         last = ops.take_along_axis(x, ops.reshape(lengths - 1, (-1, 1, 1)), axis=1)[:, 0]
         last_order = ops.take_along_axis(order, ops.reshape(lengths - 1, (-1, 1)), axis=1)[:, 0]
-        return self._logits(last), caches, order, valid, lengths, last_order
+        return self._logits(last, output_kernel), caches, order, valid, lengths, last_order
 
-    @staticmethod
-    def _pad_allowed(allowed, caches):
-        """(b, 1, t, S) → (b, 1, t, T_cache): cache slots beyond the source are not visible yet."""
-        total = ops.shape(caches[0][0])[1]
-        pad = total - ops.shape(allowed)[-1]
-        return ops.pad(allowed, [[0, 0], [0, 0], [0, 0], [0, pad]], constant_values=False)
-
-    def _step_fn(self, token_ids, rows, slot, caches, order, valid, positions, orders, segment_id):
+    def _step_fn(self, token_ids, rows, slot, caches, order, valid, positions, orders, segment_id, output_kernel):
         """One new token per row. `rows` reorders/duplicates the cached rows first (beam search).
 
         token_ids, positions, orders: (b,); order / valid: (b, T_cache) bookkeeping of cached slots.
@@ -149,8 +149,15 @@ class IncrementalModel:
         allowed = ops.logical_and(valid, order <= orders[:, None])[:, None, None, :]
         segments = ops.full(ops.shape(token_ids), segment_id, dtype='int32')
         x = self._embed(token_ids[:, None], segments[:, None], positions[:, None])
-        x, caches = self._blocks(x, caches, slot, allowed)
-        return self._logits(x[:, 0]), caches, order, valid
+        at_slot = slot_mask[None, :, None, None]
+
+        def write(k, v, i):
+            k_cache, v_cache = caches[i]
+            return (ops.where(at_slot, ops.cast(k, k_cache.dtype), k_cache),
+                    ops.where(at_slot, ops.cast(v, v_cache.dtype), v_cache))
+
+        x, caches = self._blocks(x, caches, write, allowed)
+        return self._logits(x[:, 0], output_kernel), caches, order, valid
 
     # ------------------------------------------------------------------------------- public API
     def start(self, token_ids, segment_ids, max_new_tokens):
@@ -170,16 +177,15 @@ class IncrementalModel:
             raise ValueError('source length + maxlen (%d) exceeds the position table (%d positions); shorten '
                              'the source or use hierarchical_position=True'
                              % (int((token_ids != 0).sum(1).max()) + max_new_tokens, limit))
-        caches = []
-        dtype = self.token_embedding.compute_dtype
-        for attention, _, _, _ in self.blocks:
-            caches.append((tf.zeros((b, total, attention.heads, attention.key_size), dtype),
-                           tf.zeros((b, total, attention.heads, attention.head_size), dtype)))
+        # A materialised (d, vocab) copy of the tied output matrix, made once per search: TensorFlow's
+        # CPU matmul with a transposed right operand is ~10× slower for the few rows of a decoding step.
+        output_kernel = tf.identity(tf.transpose(self.token_embedding.embeddings))
         logits, caches, order, valid, lengths, last_order = self._prefill(
-            tf.constant(token_ids), tf.constant(segment_ids), caches)
+            tf.constant(token_ids), tf.constant(segment_ids), tf.constant(total, dtype='int32'), output_kernel)
         order = tf.pad(order, [[0, 0], [0, max_new_tokens]])
         valid = tf.pad(valid, [[0, 0], [0, max_new_tokens]])
         state = {'caches': caches, 'order': order, 'valid': valid, 'slot': s, 'total': total,
+                 'output_kernel': output_kernel,
                  'positions': np.asarray(lengths), 'orders': np.asarray(last_order)}
         return np.asarray(logits), state
 
@@ -196,7 +202,7 @@ class IncrementalModel:
             tf.constant(np.asarray(token_ids, dtype='int32')), tf.constant(rows.astype('int32')),
             tf.constant(state['slot'], dtype='int32'), state['caches'], state['order'], state['valid'],
             tf.constant(positions.astype('int32')), tf.constant(orders.astype('int32')),
-            tf.constant(segment_id, dtype='int32'))
+            tf.constant(segment_id, dtype='int32'), state['output_kernel'])
         new_state = dict(state, caches=caches, order=order, valid=valid, slot=state['slot'] + 1,
                          positions=positions + 1, orders=orders)
         return np.asarray(logits), new_state
