@@ -325,7 +325,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def __init__(self, heads, head_size, out_dim=None, key_size=None, use_bias=True, attention_scale=True,
                  attention_dropout=None, return_attention_scores=False, normalization='softmax',
-                 scale_base=512, kernel_initializer='glorot_uniform', **kwargs):
+                 scale_base=512, kernel_initializer='glorot_uniform', recompute=False, **kwargs):
         super().__init__(**kwargs)
         if normalization not in ('softmax', 'softmax_plus'):
             raise ValueError("MultiHeadAttention: normalization must be 'softmax' or 'softmax_plus', got %r"
@@ -341,6 +341,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.normalization = normalization
         self.scale_base = scale_base
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recompute = recompute
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -359,29 +360,54 @@ class MultiHeadAttention(keras.layers.Layer):
         self.v_dense = dense(self.head_size * self.heads, 'v_dense', v_shape)
         self.o_dense = dense(out_dim, 'o_dense', tuple(q_shape[:-1]) + (self.head_size * self.heads,))
         self.dropout = keras.layers.Dropout(self.attention_dropout or 0.0)
+        self.seed_generator = keras.random.SeedGenerator()
 
     def call(self, inputs, mask=None, training=None):
         q, k, v = inputs[:3]
         biases = list(inputs[3:])
         if not biases and isinstance(mask, (list, tuple)) and len(mask) > 2 and mask[2] is not None:
             biases.append(mask[2][:, None, None, :])  # Keras mask of the values = padded keys
+        if not (self.recompute and training):
+            return self._attention(q, k, v, biases, training=training)
+        # Rematerialisation: keep only the inputs and recompute the projections, scores and
+        # probabilities in the backward pass. The dropout mask is drawn outside the recomputed function
+        # (and kept, as bools) so that the recomputation drops exactly the same probabilities.
+        rate = self.attention_dropout or 0.0
+        keep = None
+        if rate > 0:
+            shape = (ops.shape(q)[0], self.heads, ops.shape(q)[1], ops.shape(k)[1])
+            keep = keras.random.uniform(shape, seed=self.seed_generator) >= rate
+        # Only float tensors go through the rematerialised function's arguments (TensorFlow's
+        # recompute_grad differentiates with respect to every argument); bool masks are closed over.
+        is_float = ['float' in keras.backend.standardize_dtype(b.dtype) for b in biases]
+        float_biases = [b for b, f in zip(biases, is_float) if f]
+
+        def recomputed(q, k, v, *float_args):
+            floats = iter(float_args)
+            all_biases = [next(floats) if f else b for b, f in zip(biases, is_float)]
+            return self._attention(q, k, v, all_biases, training=training, dropout_keep=keep)
+
+        return keras.remat(recomputed)(q, k, v, *float_biases)
+
+    def _attention(self, q, k, v, biases, training=None, dropout_keep=None):
         qw = self._split_heads(self.q_dense(q), self.key_size)
         kw = self._split_heads(self.k_dense(k), self.key_size)
         vw = self._split_heads(self.v_dense(v), self.head_size)
         if self.attention_scale:
             qw = qw * ops.cast(1.0 / math.sqrt(self.key_size), qw.dtype)  # cheaper on q than on scores
         scores = ops.einsum('bqhd,bkhd->bhqk', qw, kw)
-        output, scores = self.attend(scores, vw, biases, training=training)
+        output, scores = self.attend(scores, vw, biases, training=training, dropout_keep=dropout_keep)
         output = ops.reshape(output, tuple(ops.shape(output)[:2]) + (self.heads * self.head_size,))
         output = self.o_dense(output)
         if self.return_attention_scores:
             return [output, scores]
         return output
 
-    def attend(self, scores, values, biases, training=None):
+    def attend(self, scores, values, biases, training=None, dropout_keep=None):
         """Masks/biases → normalisation → dropout → weighted sum.
 
         scores (b, h, n, m) scaled QKᵀ; values (b, m, h, dv). Returns ((b, n, h, dv), scores + float biases).
+        `dropout_keep`: a precomputed bool keep-mask (b, h, n, m) used instead of the Dropout layer.
         Split out so subclasses (relative positions, other normalisers) can override one step.
         """
         out_dtype = values.dtype
@@ -402,8 +428,12 @@ class MultiHeadAttention(keras.layers.Layer):
             logits = logits * ops.log(ops.maximum(visible, 16.0)) / math.log(self.scale_base)
         if allowed is not None:
             logits = ops.where(allowed, logits, mask_value('float32'))
-        probs = ops.softmax(logits, axis=-1)
-        probs = self.dropout(ops.cast(probs, out_dtype), training=training)
+        probs = ops.cast(ops.softmax(logits, axis=-1), out_dtype)
+        if dropout_keep is not None:
+            rate = self.attention_dropout or 0.0
+            probs = ops.where(dropout_keep, probs / ops.cast(1.0 - rate, out_dtype), ops.zeros_like(probs))
+        else:
+            probs = self.dropout(probs, training=training)
         return ops.einsum('bhqk,bkhd->bqhd', probs, values), scores
 
     def _split_heads(self, x, size):
@@ -435,6 +465,7 @@ class MultiHeadAttention(keras.layers.Layer):
             'normalization': self.normalization,
             'scale_base': self.scale_base,
             'kernel_initializer': keras.initializers.serialize(self.kernel_initializer),
+            'recompute': self.recompute,
         })
         return config
 
@@ -447,9 +478,11 @@ class FeedForward(keras.layers.Layer):
     `intermediate/dense` and `output/dense`).
     """
 
-    def __init__(self, units, activation='gelu', use_bias=True, kernel_initializer='glorot_uniform', **kwargs):
+    def __init__(self, units, activation='gelu', use_bias=True, kernel_initializer='glorot_uniform', recompute=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
+        self.recompute = recompute
         self.activation = activation
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -465,7 +498,9 @@ class FeedForward(keras.layers.Layer):
                                                dtype=self.dtype_policy)
         self.output_dense.build(tuple(input_shape[:-1]) + (self.units,))
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        if self.recompute and training:  # keep only the input; recompute the wide activation
+            return keras.remat(lambda x: self.output_dense(self.inner_dense(x)))(inputs)
         return self.output_dense(self.inner_dense(inputs))
 
     def compute_output_shape(self, input_shape):
@@ -479,6 +514,7 @@ class FeedForward(keras.layers.Layer):
             keras.activations.serialize(self.activation),
             'use_bias': self.use_bias,
             'kernel_initializer': keras.initializers.serialize(self.kernel_initializer),
+            'recompute': self.recompute,
         })
         return config
 

@@ -38,7 +38,7 @@ class Transformer:
                  attention_head_size=None, attention_key_size=None, sequence_length=None, keep_tokens=None,
                  compound_tokens=None, residual_attention_scores=False, attention_scale=None,
                  attention_scale_base=512, layers=None, prefix=None, name=None, strict_layer_count=True,
-                 **kwargs):
+                 recompute=False, **kwargs):
         if keep_tokens is not None:
             vocab_size = len(keep_tokens)
         if compound_tokens is not None:
@@ -67,6 +67,7 @@ class Transformer:
         self.attention_normalization = 'softmax_plus' if attention_scale in ('log_n', 'softmax_plus') else 'softmax'
         self.attention_scale_base = attention_scale_base
         self.strict_layer_count = strict_layer_count
+        self.recompute = recompute
         self.layers = {} if layers is None else layers
         self.prefix = prefix or ''
         self.name = name
@@ -78,7 +79,12 @@ class Transformer:
 
     # ----------------------------------------------------------------------------------- building
     def build(self, **kwargs):
-        """Create `self.model` (a keras.Model) from `get_inputs` → `call`."""
+        """Create `self.model` (a keras.Model) from `get_inputs` → `call`.
+
+        With `recompute=True` (bert4keras' RECOMPUTE=1, as an argument) every attention and
+        feed-forward layer is rematerialised: its internals (attention scores and probabilities, the
+        wide feed-forward activation) are recomputed in the backward pass instead of being stored.
+        """
         if self.built:
             return self.model
         inputs = self.get_inputs()
@@ -386,7 +392,7 @@ class BERT(Transformer):
                        key_size=self.attention_key_size, attention_dropout=self.attention_dropout_rate,
                        return_attention_scores=bool(residual_scores), normalization=self.attention_normalization,
                        scale_base=self.attention_scale_base, kernel_initializer=self.initializer,
-                       name=attention_name)
+                       recompute=self.recompute, name=attention_name)
         if residual_scores:
             y, self._previous_scores = y
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % attention_name)
@@ -394,7 +400,7 @@ class BERT(Transformer):
         x = self.apply(x, LayerNormalization, epsilon=self.layer_norm_epsilon, name='%s-Norm' % attention_name)
 
         y = self.apply(x, FeedForward, units=self.intermediate_size, activation=self.hidden_act,
-                       kernel_initializer=self.initializer, name=feed_forward_name)
+                       kernel_initializer=self.initializer, recompute=self.recompute, name=feed_forward_name)
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % feed_forward_name)
         x = self.apply([x, y], keras.layers.Add, name='%s-Add' % feed_forward_name)
         x = self.apply(x, LayerNormalization, epsilon=self.layer_norm_epsilon, name='%s-Norm' % feed_forward_name)

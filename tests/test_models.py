@@ -234,3 +234,30 @@ def test_bad_config_and_checkpoint_paths(tiny_bert, tmp_path):
 def test_keep_tokens_out_of_range(tiny_bert):
     with pytest.raises(CheckpointMismatchError, match='keep_tokens holds ids outside the checkpoint vocabulary'):
         build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], keep_tokens=[0, 1, 99999])
+
+
+def test_recompute_keeps_outputs_and_gradients(tiny_bert):
+    """Rematerialisation trades memory for time only: same loss, same gradients."""
+    token_ids, segment_ids = random_batch(np.random.RandomState(9), 500, [12, 7], 12)
+    results = []
+    for recompute in (False, True):
+        model = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], with_pool=True,
+                                        dropout_rate=0.0, attention_dropout_rate=0.0, recompute=recompute)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model([token_ids, segment_ids], training=True) ** 2)
+        grads = tape.gradient(loss, model.trainable_weights)
+        results.append((float(loss), [np.asarray(tf.convert_to_tensor(g)) for g in grads]))  # IndexedSlices too
+    assert abs(results[0][0] - results[1][0]) <= 1e-5 * abs(results[0][0])
+    for g0, g1 in zip(results[0][1], results[1][1]):
+        assert np.abs(g0 - g1).max() <= 1e-5 * max(1.0, np.abs(g0).max())
+
+
+def test_recompute_trains_in_a_compiled_step_with_dropout(tiny_bert):
+    model = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], with_pool=True, recompute=True)
+    output = keras.layers.Dense(2, activation='softmax')(model.output)
+    classifier = keras.Model(model.inputs, output)
+    classifier.compile(optimizer=keras.optimizers.Adam(1e-3), loss='sparse_categorical_crossentropy')
+    token_ids, segment_ids = random_batch(np.random.RandomState(10), 500, [12, 7, 9, 4], 12)
+    labels = np.array([0, 1, 0, 1])
+    losses = [classifier.train_on_batch([token_ids, segment_ids], labels) for _ in range(8)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
