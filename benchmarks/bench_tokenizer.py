@@ -143,6 +143,8 @@ def main(argv=None):
     print('total tokens: %d' % n_tokens)
     print('best of %d: %.0f lines/s (%.0f characters/s)'
           % (args.runs, len(texts) / best, sum(map(len, texts)) / best))
+    return {'lines_per_s': len(texts) / best, 'chars_per_s': sum(map(len, texts)) / best, 'tokens': n_tokens,
+            'source': source}
 
 
 if __name__ == '__main__':
