@@ -1,0 +1,271 @@
+"""Viterbi decoding: bert4keras' one-sequence `ViterbiDecoder`, and a batched decoder.
+
+`ViterbiDecoder(trans, starts=None, ends=None).decode(nodes)` is the numpy decoder that bert4keras
+scripts use after a CRF (`NamedEntityRecognizer(ViterbiDecoder)` in the NER example): `nodes` is one
+sequence's (n, C) emission scores, `trans` the (C, C) transition matrix, `starts` / `ends` the labels
+allowed at the first / last position.
+
+`viterbi_decode(emissions, trans, mask=None, starts=None, ends=None)` decodes a whole padded batch
+(b, n, C) at once. It is written with `keras.ops` (a `scan` over time, vectorised over the batch and
+the labels), so it runs inside a model or a `tf.function`; given numpy arrays it runs a cached,
+XLA-compiled function and returns numpy (see `benchmarks/bench_viterbi.py` for the speed-up).
+
+Conventions shared by both:
+- path score = Σ_t emissions[t, y_t] + Σ_{t≥1} trans[y_{t-1}, y_t] (no start/end transition
+  vectors, as in bert4keras; `starts` / `ends` are hard constraints);
+- disallowed labels get a large finite negative (not -inf), so nothing turns into NaN;
+- `mask` marks real steps (True/1) and must be right-padded (a prefix of each row), which is what
+  `sequence_padding` and the tokenizer produce. Padded positions come back as tag 0.
+"""
+import numpy as np
+
+from bert4keras_ext.backend import ops
+
+__all__ = ['ViterbiDecoder', 'viterbi_decode', 'viterbi_path_score']
+
+# Added to the score of a label that `starts` / `ends` forbid. Finite on purpose (see module doc);
+# far below any sum of realistic emissions/transitions, far above float32's range limit.
+CONSTRAINT_PENALTY = 1e12
+
+
+def _constraint_bias(allowed, num_labels, name):
+    """(C,) float32 vector: 0 for allowed labels, -CONSTRAINT_PENALTY for the others."""
+    bias = np.zeros(num_labels, dtype='float32')
+    if allowed is None:
+        return bias
+    allowed = [int(i) for i in np.atleast_1d(allowed)]
+    bad = [i for i in allowed if not 0 <= i < num_labels]
+    if bad:
+        raise ValueError('%s contains label(s) %s outside 0..%d' % (name, bad, num_labels - 1))
+    if not allowed:
+        raise ValueError('%s is empty: no path could start/end anywhere' % name)
+    bias[:] = -CONSTRAINT_PENALTY
+    bias[allowed] = 0.0
+    return bias
+
+
+class ViterbiDecoder(object):
+    """bert4keras' numpy Viterbi decoder for one sequence.
+
+    Args:
+        trans: (C, C) array, trans[i, j] = score of label i followed by label j.
+        starts: labels allowed at the first position (None = all).
+        ends: labels allowed at the last position (None = all).
+
+    Unlike bert4keras, `decode` does not modify the `nodes` array it is given.
+    """
+
+    def __init__(self, trans, starts=None, ends=None):
+        trans = np.asarray(trans, dtype='float32')
+        if trans.ndim != 2 or trans.shape[0] != trans.shape[1]:
+            raise ValueError('ViterbiDecoder: trans must be a square (C, C) matrix, got shape %s'
+                             % (trans.shape,))
+        self.trans = trans
+        self.num_labels = len(trans)
+        self.starts = None if starts is None else [int(i) for i in starts]
+        self.ends = None if ends is None else [int(i) for i in ends]
+        self._start_bias = _constraint_bias(starts, self.num_labels, 'starts')
+        self._end_bias = _constraint_bias(ends, self.num_labels, 'ends')
+        # bert4keras attribute names, read by some competition scripts
+        self.non_starts = [i for i in range(self.num_labels) if self._start_bias[i] < 0]
+        self.non_ends = [i for i in range(self.num_labels) if self._end_bias[i] < 0]
+
+    def decode(self, nodes):
+        """Best label path of one sequence.
+
+        Args:
+            nodes: (n, C) emission scores of the real (unpadded) steps.
+        Returns:
+            int array (n,) of labels.
+        """
+        nodes = np.asarray(nodes, dtype='float32')
+        if nodes.ndim != 2 or nodes.shape[1] != self.num_labels:
+            raise ValueError('ViterbiDecoder.decode: nodes must have shape (n, %d), got %s'
+                             % (self.num_labels, nodes.shape))
+        n = len(nodes)
+        if n == 0:
+            return np.zeros((0,), dtype='int64')
+        score = nodes[0] + self._start_bias
+        if n == 1:
+            return np.array([int(np.argmax(score + self._end_bias))])
+        backpointers = np.empty((n, self.num_labels), dtype='int64')
+        for t in range(1, n):
+            candidates = score[:, None] + self.trans  # (previous label, label)
+            backpointers[t] = candidates.argmax(0)
+            score = candidates.max(0) + nodes[t]
+        path = np.empty(n, dtype='int64')
+        path[-1] = int(np.argmax(score + self._end_bias))
+        for t in range(n - 1, 0, -1):
+            path[t - 1] = backpointers[t, path[t]]
+        return path
+
+    def decode_batch(self, nodes, mask=None):
+        """Decode a padded batch (b, n, C) at once with `viterbi_decode`; returns int32 (b, n)."""
+        return viterbi_decode(nodes, self.trans, mask=mask, starts=self.starts, ends=self.ends)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batched decoder on keras.ops
+# ---------------------------------------------------------------------------------------------------
+def _viterbi_ops(emissions, trans, mask, start_bias, end_bias):
+    """keras.ops Viterbi over a batch. Shapes: emissions (b, n, C) float32, trans (C, C) or
+    (b, n, C, C) (position t holds the scores from step t-1 into step t; t = 0 unused), mask (b, n)
+    bool or None, biases (C,). Returns int32 (b, n)."""
+    emissions = ops.cast(emissions, 'float32')
+    trans = ops.cast(trans, 'float32')
+    batch_size, seq_len = ops.shape(emissions)[0], ops.shape(emissions)[1]
+    if mask is None:
+        mask = ops.ones((batch_size, seq_len), dtype='bool')
+    mask = ops.cast(mask, 'bool')
+    lengths = ops.sum(ops.cast(mask, 'int32'), axis=1)
+    per_step = len(trans.shape) == 4
+
+    # Time-major for the scans. Padded steps are computed but never read: the backtrace starts
+    # at each row's last real step.
+    e = ops.transpose(emissions, (1, 0, 2))
+    first = e[0] + ops.cast(start_bias, 'float32')[None]
+    if per_step:
+        t_major = ops.transpose(trans, (1, 0, 3, 2))  # (n, b, to, from)
+
+        def forward(score, inputs):
+            e_t, trans_t = inputs
+            new = ops.max(score[:, None, :] + trans_t, axis=-1) + e_t
+            return new, new
+
+        _, scores = ops.scan(forward, first, (e[1:], t_major[1:]))
+    else:
+        trans_t = ops.transpose(trans)[None]  # (1, to, from)
+
+        def forward(score, e_t):
+            new = ops.max(score[:, None, :] + trans_t, axis=-1) + e_t
+            return new, new
+
+        _, scores = ops.scan(forward, first, e[1:])
+    scores = ops.concatenate([first[None], scores], axis=0)  # (n, b, C): best score ending in label
+
+    # best last label of each row, read at its last real step (rows of length 0 read step 0)
+    last_step = ops.maximum(lengths - 1, 0)
+    at_last = ops.take_along_axis(ops.transpose(scores, (1, 0, 2)), last_step[:, None, None], axis=1)[:, 0]
+    end_tags = ops.cast(ops.argmax(at_last + ops.cast(end_bias, 'float32')[None], axis=-1), 'float32')
+    steps = ops.arange(seq_len, dtype='int32')
+    if per_step:
+        # transitions out of step t (into t + 1); the last step has none
+        next_trans = ops.concatenate([t_major[1:], ops.zeros_like(t_major[:1])], axis=0)
+        xs = (scores, next_trans, steps)
+    else:
+        xs = (scores, steps)
+        into = ops.transpose(trans)  # (to, from)
+
+    def backward(tag, inputs):
+        # keras' TensorFlow scan needs ys with the carry's dtype: the tag travels as float32
+        # (exact for any label count below 2**24).
+        if per_step:
+            score, next_t, t = inputs  # next_t (b, to, from)
+            onehot = ops.one_hot(ops.cast(tag, 'int32'), ops.shape(score)[-1], dtype='float32')
+            to_next = ops.sum(next_t * onehot[:, :, None], axis=1)  # (b, from)
+        else:
+            score, t = inputs
+            to_next = ops.take(into, ops.cast(tag, 'int32'), axis=0)  # (b, from)
+        via_next = ops.cast(ops.argmax(score + to_next, axis=-1), 'float32')
+        new = ops.where(ops.equal(lengths - 1, t), end_tags, via_next)
+        return new, new
+
+    _, tags = ops.scan(backward, end_tags, xs, reverse=True)
+    tags = ops.transpose(ops.cast(tags, 'int32'))
+    return tags * ops.cast(mask, 'int32')
+
+
+_compiled = {}
+
+
+def _compiled_viterbi(per_step):
+    """XLA-compiled `_viterbi_ops` for numpy callers (one compilation per input shape)."""
+    if per_step not in _compiled:
+        import tensorflow as tf  # numpy entry point only: keras.ops has no jit of its own here
+
+        _compiled[per_step] = tf.function(_viterbi_ops, jit_compile=True, reduce_retracing=False)
+    return _compiled[per_step]
+
+
+def _is_symbolic_or_tensor(x):
+    return not isinstance(x, (np.ndarray, list, tuple, float, int, np.generic))
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def viterbi_decode(emissions, trans, mask=None, starts=None, ends=None):
+    """Best label paths of a padded batch, decoded all at once.
+
+    Args:
+        emissions: (b, n, C) emission scores (numpy, or a tensor inside a model/function).
+        trans: (C, C) transitions, trans[i, j] = score of i followed by j; or (b, n, C, C)
+            position-dependent transitions where [:, t] scores step t-1 → step t ([:, 0] unused),
+            as the exact MEMM decoder uses.
+        mask: (b, n) bool/0-1, True on real steps, right-padded. None = every step is real (for the
+            output of a `ConditionalRandomField`, whose padding is filled with -1e12, use
+            `crf.decode`, which reads the mask from the fill).
+        starts, ends: labels allowed at the first / last real step (None = all).
+    Returns:
+        int32 (b, n) label paths, 0 at padded positions: numpy for numpy inputs, a tensor otherwise.
+    """
+    if isinstance(emissions, (list, tuple)):
+        emissions = np.asarray(emissions, dtype='float32')
+    if isinstance(trans, (list, tuple)):
+        trans = np.asarray(trans, dtype='float32')
+    if isinstance(mask, (list, tuple)):
+        mask = np.asarray(mask)
+    symbolic = _is_symbolic_or_tensor(emissions) or _is_symbolic_or_tensor(trans) or \
+        (mask is not None and _is_symbolic_or_tensor(mask))
+    num_labels = emissions.shape[-1] if emissions.shape[-1] is not None else trans.shape[-1]
+    if len(emissions.shape) != 3:
+        raise ValueError('viterbi_decode: emissions must be (batch, steps, labels), got shape %s'
+                         % (tuple(emissions.shape),))
+    if len(trans.shape) not in (2, 4) or tuple(trans.shape[-2:]) != (num_labels, num_labels):
+        raise ValueError('viterbi_decode: trans must be (%d, %d) or (batch, steps, %d, %d) to match '
+                         'emissions %s, got %s' % (num_labels, num_labels, num_labels, num_labels,
+                                                   tuple(emissions.shape), tuple(trans.shape)))
+    if mask is not None and len(mask.shape) != 2:
+        raise ValueError('viterbi_decode: mask must be (batch, steps), got shape %s' % (tuple(mask.shape),))
+    start_bias = _constraint_bias(starts, num_labels, 'starts')
+    end_bias = _constraint_bias(ends, num_labels, 'ends')
+    if symbolic:
+        return _viterbi_ops(emissions, trans, mask, start_bias, end_bias)
+
+    emissions = np.asarray(emissions, dtype='float32')
+    trans = np.asarray(trans, dtype='float32')
+    b, n, _ = emissions.shape
+    mask = np.ones((b, n), dtype=bool) if mask is None else np.asarray(mask).astype(bool)
+    if mask.shape != (b, n):
+        raise ValueError('viterbi_decode: mask shape %s does not match emissions %s' % (mask.shape, emissions.shape))
+    if trans.ndim == 4 and trans.shape[:2] != (b, n):
+        raise ValueError('viterbi_decode: per-step trans %s does not match emissions %s'
+                         % (trans.shape, emissions.shape))
+    if b == 0 or n == 0:
+        return np.zeros((b, n), dtype='int32')
+    # Pad to a few bucketed shapes so that varying batch maxima do not each trigger an XLA
+    # compilation; the extra steps/rows are masked out.
+    n_pad, b_pad = _round_up(n, 16) - n, _round_up(b, 8) - b
+    if n_pad or b_pad:
+        emissions = np.pad(emissions, ((0, b_pad), (0, n_pad), (0, 0)))
+        mask = np.pad(mask, ((0, b_pad), (0, n_pad)))
+        if trans.ndim == 4:
+            trans = np.pad(trans, ((0, b_pad), (0, n_pad), (0, 0), (0, 0)))
+    tags = _compiled_viterbi(trans.ndim == 4)(emissions, trans, mask, start_bias, end_bias)
+    return np.asarray(tags)[:b, :n]
+
+
+def viterbi_path_score(emissions, trans, tags, mask=None):
+    """Score of given paths (numpy): Σ emissions[t, y_t] + Σ trans[y_{t-1}, y_t] over real steps.
+
+    emissions (b, n, C), trans (C, C), tags (b, n) int, mask (b, n) → float (b,).
+    """
+    emissions = np.asarray(emissions, dtype='float64')
+    trans = np.asarray(trans, dtype='float64')
+    tags = np.asarray(tags, dtype='int64')
+    b, n, _ = emissions.shape
+    mask = np.ones((b, n), dtype=bool) if mask is None else np.asarray(mask).astype(bool)
+    unary = np.take_along_axis(emissions, tags[..., None], axis=-1)[..., 0]
+    pair = trans[tags[:, :-1], tags[:, 1:]]
+    return (unary * mask).sum(1) + (pair * (mask[:, 1:] & mask[:, :-1])).sum(1)
