@@ -327,3 +327,12 @@ K = types.SimpleNamespace(
     gradients=_gradients,
 )
 K.__doc__ = 'Keras 2 backend function names on keras.ops (see bert4keras_ext.backend).'
+
+
+def __getattr__(name):
+    # bert4keras keeps the multilabel losses in backend; they live in losses.py here (imported lazily:
+    # losses → heads → backend would otherwise be an import cycle).
+    if name in ('multilabel_categorical_crossentropy', 'sparse_multilabel_categorical_crossentropy'):
+        from bert4keras_ext import losses
+        return getattr(losses, name)
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

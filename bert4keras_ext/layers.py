@@ -11,7 +11,7 @@ import math
 from bert4keras_ext.backend import get_activation, keras, mask_value, ops
 
 __all__ = [
-    'Embedding', 'BiasAdd', 'PositionEmbedding', 'LayerNormalization', 'MultiHeadAttention',
+    'Add', 'Embedding', 'BiasAdd', 'PositionEmbedding', 'LayerNormalization', 'MultiHeadAttention',
     'FeedForward', 'ExtractToken', 'AttentionMask', 'Loss',
 ]
 
@@ -20,6 +20,28 @@ register = keras.saving.register_keras_serializable(package='bert4keras_ext')
 
 def _is_16bit(dtype):
     return keras.backend.standardize_dtype(dtype) in ('float16', 'bfloat16')
+
+
+@register
+class Add(keras.layers.Add):
+    """`keras.layers.Add` that keeps the mask of the inputs that have one.
+
+    Keras 3's merge layers drop the mask as soon as one input has none, so token embedding (masked,
+    id 0 = padding) + segment embedding (unmasked) would lose the padding mask that downstream layers
+    (CRF, pooling, `Loss.compute_loss`) rely on. Keras 2 — and so bert4keras — combined only the
+    masks that exist; this does the same (AND of the given masks).
+    """
+
+    def compute_mask(self, inputs, mask=None):
+        if mask is None:
+            return None
+        masks = [m for m in mask if m is not None]
+        if not masks:
+            return None
+        output = masks[0]
+        for m in masks[1:]:
+            output = ops.logical_and(output, m)
+        return output
 
 
 @register
@@ -650,3 +672,12 @@ class Loss(keras.layers.Layer):
         config = super().get_config()
         config['output_axis'] = self.output_axis
         return config
+
+
+# The sequence-labelling and span heads live in heads.py; bert4keras scripts import them from layers.
+from bert4keras_ext.heads import (  # noqa: E402,F401
+    AMSoftmaxDense, ConditionalRandomField, EfficientGlobalPointer, GlobalPointer, MaximumEntropyMarkovModel,
+)
+
+__all__ += ['ConditionalRandomField', 'MaximumEntropyMarkovModel', 'GlobalPointer', 'EfficientGlobalPointer',
+            'AMSoftmaxDense']

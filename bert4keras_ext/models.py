@@ -19,7 +19,7 @@ from bert4keras_ext.checkpoints import (
     write_checkpoint,
 )
 from bert4keras_ext.layers import (
-    AttentionMask, BiasAdd, Embedding, ExtractToken, FeedForward, LayerNormalization, MultiHeadAttention,
+    Add, AttentionMask, BiasAdd, Embedding, ExtractToken, FeedForward, LayerNormalization, MultiHeadAttention,
     PositionEmbedding,
 )
 
@@ -353,7 +353,7 @@ class BERT(Transformer):
                 s = self.apply(segment_ids, Embedding, input_dim=self.segment_vocab_size,
                                output_dim=self.embedding_size, embeddings_initializer=self.initializer,
                                name='Embedding-Segment')
-            x = self.apply([x, s], keras.layers.Add, name='Embedding-Token-Segment')
+            x = self.apply([x, s], Add, name='Embedding-Token-Segment')
         x = self.apply([x, position_ids] if self.custom_position_ids else x, PositionEmbedding,
                        input_dim=self.max_position, output_dim=self.embedding_size, merge_mode='add',
                        hierarchical=self.hierarchical_position, embeddings_initializer=self.initializer,
@@ -396,13 +396,13 @@ class BERT(Transformer):
         if residual_scores:
             y, self._previous_scores = y
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % attention_name)
-        x = self.apply([x, y], keras.layers.Add, name='%s-Add' % attention_name)
+        x = self.apply([x, y], Add, name='%s-Add' % attention_name)
         x = self.apply(x, LayerNormalization, epsilon=self.layer_norm_epsilon, name='%s-Norm' % attention_name)
 
         y = self.apply(x, FeedForward, units=self.intermediate_size, activation=self.hidden_act,
                        kernel_initializer=self.initializer, recompute=self.recompute, name=feed_forward_name)
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % feed_forward_name)
-        x = self.apply([x, y], keras.layers.Add, name='%s-Add' % feed_forward_name)
+        x = self.apply([x, y], Add, name='%s-Add' % feed_forward_name)
         x = self.apply(x, LayerNormalization, epsilon=self.layer_norm_epsilon, name='%s-Norm' % feed_forward_name)
         return x
 

@@ -261,3 +261,14 @@ def test_recompute_trains_in_a_compiled_step_with_dropout(tiny_bert):
     labels = np.array([0, 1, 0, 1])
     losses = [classifier.train_on_batch([token_ids, segment_ids], labels) for _ in range(8)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_sequence_output_carries_the_padding_mask(tiny_bert):
+    """Downstream layers (pooling, CRF, Loss.compute_loss) see padding as in bert4keras."""
+    bert = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'])
+    pooled = keras.layers.GlobalAveragePooling1D()(bert.output)
+    model = keras.Model(bert.inputs, [bert.output, pooled])
+    token_ids, segment_ids = random_batch(np.random.RandomState(11), 500, [9, 4], 9)
+    sequence, mean = model.predict([token_ids, segment_ids], verbose=0)
+    for row, length in enumerate([9, 4]):
+        assert np.abs(mean[row] - sequence[row, :length].mean(0)).max() <= 1e-5
