@@ -134,15 +134,17 @@ class IncrementalModel:
         last_order = ops.take_along_axis(order, ops.reshape(lengths - 1, (-1, 1)), axis=1)[:, 0]
         return self._logits(last, output_kernel), caches, order, valid, lengths, last_order
 
-    def _step_fn(self, token_ids, rows, slot, caches, order, valid, positions, orders, segment_id, output_kernel):
+    def _step_fn(self, token_ids, rows, slot, caches, order, valid, positions, orders, segment_id, output_kernel,
+                 reorder=True):
         """One new token per row. `rows` reorders/duplicates the cached rows first (beam search).
 
         token_ids, positions, orders: (b,); order / valid: (b, T_cache) bookkeeping of cached slots.
         Returns (logits (b, vocab), caches, order, valid).
         """
-        caches = [(ops.take(k, rows, axis=0), ops.take(v, rows, axis=0)) for k, v in caches]
-        order = ops.take(order, rows, axis=0)
-        valid = ops.take(valid, rows, axis=0)
+        if reorder:  # a Python flag (one trace each): sampling rows rarely move, so skip the copies then
+            caches = [(ops.take(k, rows, axis=0), ops.take(v, rows, axis=0)) for k, v in caches]
+            order = ops.take(order, rows, axis=0)
+            valid = ops.take(valid, rows, axis=0)
         slot_mask = ops.arange(ops.shape(order)[1]) == slot
         order = ops.where(slot_mask[None], orders[:, None], order)
         valid = ops.logical_or(valid, slot_mask[None])
@@ -194,7 +196,9 @@ class IncrementalModel:
         import tensorflow as tf
         if state['slot'] >= state['total']:
             raise ValueError('step: the cache is full (max_new_tokens reached)')
-        rows = np.arange(len(token_ids)) if rows is None else np.asarray(rows)
+        current = len(state['positions'])
+        rows = np.arange(current) if rows is None else np.asarray(rows)
+        reorder = not (len(rows) == current and (rows == np.arange(current)).all())
         positions = state['positions'][rows]
         orders = state['orders'][rows] + 1 if self.mode == 'unilm' else positions
         segment_id = 1 if self.mode == 'unilm' else 0
@@ -202,7 +206,7 @@ class IncrementalModel:
             tf.constant(np.asarray(token_ids, dtype='int32')), tf.constant(rows.astype('int32')),
             tf.constant(state['slot'], dtype='int32'), state['caches'], state['order'], state['valid'],
             tf.constant(positions.astype('int32')), tf.constant(orders.astype('int32')),
-            tf.constant(segment_id, dtype='int32'), state['output_kernel'])
+            tf.constant(segment_id, dtype='int32'), state['output_kernel'], reorder=reorder)
         new_state = dict(state, caches=caches, order=order, valid=valid, slot=state['slot'] + 1,
                          positions=positions + 1, orders=orders)
         return np.asarray(logits), new_state
