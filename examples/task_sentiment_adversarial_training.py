@@ -1,0 +1,163 @@
+#! -*- coding: utf-8 -*-
+"""Sentiment classification with adversarial training on the token embeddings (FGM or gradient penalty).
+
+bert4keras' task_iflytek_adversarial_training.py / task_iflytek_gradient_penalty.py on the sentiment
+task: the same classifier is trained twice from the same checkpoint, without and with the hook, and
+both accuracies are printed (kexue.fm/archives/7234).
+
+    python examples/task_sentiment_adversarial_training.py            # tiny generated BERT + reviews
+    python examples/task_sentiment_adversarial_training.py --data-dir ../shared/datasets/sentiment \\
+        --checkpoint-dir chinese_L-12_H-768_A-12                        # the real thing
+    python examples/task_sentiment_adversarial_training.py --method gradient_penalty
+
+--data-dir holds sentiment.{train,valid,test}.data (`text<TAB>label`); --checkpoint-dir an unpacked
+Google-format BERT release (bert_config.json, bert_model.ckpt.*, vocab.txt). Without --checkpoint-dir
+a tiny random BERT is written for the run, so the figures show the mechanics, not BERT's accuracy.
+"""
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from bert4keras_ext.adversarial import adversarial_training
+from bert4keras_ext.backend import keras
+from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
+from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
+from bert4keras_ext.layers import ExtractToken
+from bert4keras_ext.models import build_transformer_model
+from bert4keras_ext.optimizers import Adam
+from bert4keras_ext.snippets import DataGenerator, sequence_padding
+from bert4keras_ext.tokenizers import Tokenizer
+
+
+class data_generator(DataGenerator):
+    """Batches of ([token_ids, segment_ids], labels), each padded to its own longest text."""
+
+    def __init__(self, data, tokenizer, maxlen, batch_size=32):
+        super().__init__(data, batch_size)
+        self.tokenizer, self.maxlen = tokenizer, maxlen
+
+    def __iter__(self, random=False):
+        batch_token_ids, batch_segment_ids, batch_labels = [], [], []
+        for is_end, (text, label) in self.sample(random):
+            token_ids, segment_ids = self.tokenizer.encode(text, maxlen=self.maxlen)
+            batch_token_ids.append(token_ids)
+            batch_segment_ids.append(segment_ids)
+            batch_labels.append([label])
+            if len(batch_token_ids) == self.batch_size or is_end:
+                yield [sequence_padding(batch_token_ids), sequence_padding(batch_segment_ids)], \
+                    sequence_padding(batch_labels)
+                batch_token_ids, batch_segment_ids, batch_labels = [], [], []
+
+
+def encode(tokenizer, data, maxlen):
+    """All of `data` as padded arrays, for one `predict` call per evaluation."""
+    pairs = [tokenizer.encode(text, maxlen=maxlen) for text, _ in data]
+    return [sequence_padding([t for t, _ in pairs], length=maxlen),
+            sequence_padding([s for _, s in pairs], length=maxlen)], np.array([label for _, label in data])
+
+
+def accuracy(model, x, y):
+    return float((model.predict(x, batch_size=64, verbose=0).argmax(axis=1) == y).mean())
+
+
+def load_task(args):
+    """(train, valid, test, checkpoint paths, maxlen, defaults) from the arguments."""
+    if args.data_dir:
+        train = load_sentiment(os.path.join(args.data_dir, 'sentiment.train.data'), limit=args.num_train)
+        valid = load_sentiment(os.path.join(args.data_dir, 'sentiment.valid.data'), limit=args.num_eval)
+        test = load_sentiment(os.path.join(args.data_dir, 'sentiment.test.data'), limit=args.num_eval)
+        maxlen = args.maxlen or 128
+    else:
+        train = generate_reviews(args.num_train or 800, seed=args.seed)
+        valid = generate_reviews(args.num_eval or 200, seed=args.seed + 1)
+        test = generate_reviews(args.num_eval or 200, seed=args.seed + 2)
+        maxlen = args.maxlen or 32
+    if args.checkpoint_dir:
+        paths = find_checkpoint_files(args.checkpoint_dir)
+        learning_rate, epochs = args.learning_rate or 2e-5, args.epochs or 3
+    else:  # a tiny BERT in Google's format, written for this run
+        vocab = build_vocab(text for text, _ in train + valid + test)
+        paths = make_random_checkpoint(tempfile.mkdtemp(prefix='tiny_bert_'), vocab=vocab, seed=args.seed,
+                                       hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
+                                       num_attention_heads=2, intermediate_size=2 * args.hidden_size,
+                                       max_position_embeddings=max(64, maxlen))
+        learning_rate, epochs = args.learning_rate or 1e-3, args.epochs or 3
+    return train, valid, test, paths, maxlen, learning_rate, epochs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data-dir', help='folder with sentiment.{train,valid,test}.data')
+    parser.add_argument('--checkpoint-dir', help='unpacked Google-format BERT release')
+    parser.add_argument('--method', choices=['fgm', 'gradient_penalty'], default='fgm')
+    parser.add_argument('--epsilon', type=float, default=None,
+                        help='perturbation size (fgm) or penalty weight (gradient_penalty). Defaults: bert4keras\' '
+                             '0.5 and 1 for a real checkpoint; 0.05 and 0.001 for the tiny generated BERT, whose '
+                             'embedding matrix is ~10x smaller in norm and whose random-init gradients are large')
+    parser.add_argument('--epochs', type=int, default=None)
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--maxlen', type=int, default=None)
+    parser.add_argument('--num-train', type=int, default=None, help='cap on training examples')
+    parser.add_argument('--num-eval', type=int, default=None, help='cap on valid/test examples')
+    parser.add_argument('--learning-rate', type=float, default=None)
+    parser.add_argument('--hidden-size', type=int, default=64, help='width of the generated tiny BERT')
+    parser.add_argument('--num-layers', type=int, default=2, help='depth of the generated tiny BERT')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--run-eagerly', action='store_true',
+                        help='train without compiling a graph (debugging; also quicker for tiny smoke runs)')
+    parser.add_argument('--verbose', type=int, default=0)
+    args = parser.parse_args(argv)
+    epsilon = args.epsilon
+    if epsilon is None:
+        if args.method == 'fgm':
+            epsilon = 0.5 if args.checkpoint_dir else 0.05
+        else:
+            epsilon = 1.0 if args.checkpoint_dir else 0.001
+    start = time.perf_counter()
+
+    train, valid, test, paths, maxlen, learning_rate, epochs = load_task(args)
+    tokenizer = Tokenizer(paths['vocab'], do_lower_case=True)
+    train_generator = data_generator(train, tokenizer, maxlen, args.batch_size)
+    valid_x, valid_y = encode(tokenizer, valid, maxlen)
+    test_x, test_y = encode(tokenizer, test, maxlen)
+    source = paths['checkpoint'] if args.checkpoint_dir else 'tiny generated BERT'
+    print('%d train / %d valid / %d test examples, maxlen %d, %s' % (len(train), len(valid), len(test), maxlen, source))
+
+    results = {}
+    for hooked in (False, True):
+        keras.utils.set_random_seed(args.seed)  # the same head initialisation and batch order for both runs
+        bert = build_transformer_model(config_path=paths['config'], checkpoint_path=paths['checkpoint'],
+                                       return_keras_model=False)
+        output = ExtractToken(0, name='CLS-token')(bert.model.output)
+        output = keras.layers.Dense(units=2, activation='softmax', kernel_initializer=bert.initializer)(output)
+        model = keras.models.Model(bert.model.input, output)
+        model.compile(loss='sparse_categorical_crossentropy', optimizer=Adam(learning_rate),
+                      metrics=['sparse_categorical_accuracy'], run_eagerly=args.run_eagerly)
+        model.optimizer.build(model.trainable_variables)  # built now, fit traces its step once instead of twice
+        name = args.method if hooked else 'baseline'
+        if hooked:  # one line turns it on, as in bert4keras
+            adversarial_training(model, 'Embedding-Token', epsilon, method=args.method)
+        best = {'val_acc': 0.0, 'test_acc': 0.0}
+        for epoch in range(epochs):
+            model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1, verbose=args.verbose)
+            val_acc = accuracy(model, valid_x, valid_y)
+            if val_acc >= best['val_acc']:
+                best = {'val_acc': val_acc, 'test_acc': accuracy(model, test_x, test_y)}
+            print('[%s] epoch %d: val_acc %.4f, best_val_acc %.4f' % (name, epoch + 1, val_acc, best['val_acc']))
+        results[name] = best
+
+    hooked = results[args.method]
+    print('without adversarial training: best val_acc %.4f, test_acc %.4f' % (
+        results['baseline']['val_acc'], results['baseline']['test_acc']))
+    print('with %s (epsilon=%g):%s best val_acc %.4f, test_acc %.4f' % (
+        args.method, epsilon, ' ' * max(0, 10 - len(args.method)), hooked['val_acc'], hooked['test_acc']))
+    results['seconds'] = time.perf_counter() - start
+    print('done in %.1f s' % results['seconds'])
+    return results
+
+
+if __name__ == '__main__':
+    main()
