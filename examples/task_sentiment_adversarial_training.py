@@ -96,7 +96,7 @@ def main(argv=None):
     parser.add_argument('--epsilon', type=float, default=None,
                         help='perturbation size (fgm) or penalty weight (gradient_penalty). Defaults: bert4keras\' '
                              '0.5 and 1 for a real checkpoint; 0.05 and 0.001 for the tiny generated BERT, whose '
-                             'embedding matrix is ~10x smaller in norm and whose random-init gradients are large')
+                             'embedding matrix is much smaller in norm and whose random-init gradients are large')
     parser.add_argument('--epochs', type=int, default=None)
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--maxlen', type=int, default=None)
@@ -106,8 +106,6 @@ def main(argv=None):
     parser.add_argument('--hidden-size', type=int, default=64, help='width of the generated tiny BERT')
     parser.add_argument('--num-layers', type=int, default=2, help='depth of the generated tiny BERT')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--run-eagerly', action='store_true',
-                        help='train without compiling a graph (debugging; also quicker for tiny smoke runs)')
     parser.add_argument('--verbose', type=int, default=0)
     args = parser.parse_args(argv)
     epsilon = args.epsilon
@@ -135,7 +133,7 @@ def main(argv=None):
         output = keras.layers.Dense(units=2, activation='softmax', kernel_initializer=bert.initializer)(output)
         model = keras.models.Model(bert.model.input, output)
         model.compile(loss='sparse_categorical_crossentropy', optimizer=Adam(learning_rate),
-                      metrics=['sparse_categorical_accuracy'], run_eagerly=args.run_eagerly)
+                      metrics=['sparse_categorical_accuracy'])
         model.optimizer.build(model.trainable_variables)  # built now, fit traces its step once instead of twice
         name = args.method if hooked else 'baseline'
         if hooked:  # one line turns it on, as in bert4keras
