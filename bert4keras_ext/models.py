@@ -125,16 +125,16 @@ class Transformer:
         return self.layers[name](inputs, **arguments)
 
     def get_inputs(self):
-        raise NotImplementedError
+        raise NotImplementedError('%s must implement get_inputs() (abstract step of Transformer)' % type(self).__name__)
 
     def apply_embeddings(self, inputs):
-        raise NotImplementedError
+        raise NotImplementedError('%s must implement apply_embeddings() (abstract step of Transformer)' % type(self).__name__)
 
     def apply_main_layers(self, inputs, index):
-        raise NotImplementedError
+        raise NotImplementedError('%s must implement apply_main_layers() (abstract step of Transformer)' % type(self).__name__)
 
     def apply_final_layers(self, inputs):
-        raise NotImplementedError
+        raise NotImplementedError('%s must implement apply_final_layers() (abstract step of Transformer)' % type(self).__name__)
 
     def compute_attention_bias(self, inputs=None):
         """The attention mask/bias shared by every layer; None means no masking."""
