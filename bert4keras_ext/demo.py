@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from bert4keras_ext.snippets import DataGenerator, sequence_padding
+
 # Embedded task: template reviews about hotels, books, phones and deliveries. Positive and negative
 # opinions use different adjectives, and negation ("不干净") flips them, so the classifier has to read
 # words in context rather than count characters.
@@ -67,6 +69,27 @@ def load_sentiment(path, limit=None):
     return data
 
 
+class SentimentGenerator(DataGenerator):
+    """bert4keras-style batches of ([token_ids, segment_ids], labels) for (text, label) data, each batch
+    padded to its own longest text. Shared by the sentiment examples (ALBERT, adversarial, VAT, Theseus)."""
+
+    def __init__(self, data, tokenizer, maxlen, batch_size=32):
+        super().__init__(data, batch_size)
+        self.tokenizer, self.maxlen = tokenizer, maxlen
+
+    def __iter__(self, random=False):
+        batch_token_ids, batch_segment_ids, batch_labels = [], [], []
+        for is_end, (text, label) in self.sample(random):
+            token_ids, segment_ids = self.tokenizer.encode(text, maxlen=self.maxlen)
+            batch_token_ids.append(token_ids)
+            batch_segment_ids.append(segment_ids)
+            batch_labels.append([label])
+            if len(batch_token_ids) == self.batch_size or is_end:
+                yield [sequence_padding(batch_token_ids), sequence_padding(batch_segment_ids)], \
+                    sequence_padding(batch_labels)
+                batch_token_ids, batch_segment_ids, batch_labels = [], [], []
+
+
 def build_vocab(texts, min_count=1, max_chars=6000):
     """Google-layout vocab covering the task's characters (frequent ones first)."""
     from bert4keras_ext.checkpoints import default_vocab
@@ -81,7 +104,6 @@ def build_vocab(texts, min_count=1, max_chars=6000):
 
 
 def encode_all(tokenizer, data, maxlen):
-    from bert4keras_ext.snippets import sequence_padding
     token_ids, segment_ids, labels = [], [], []
     for text, label in data:
         t, s = tokenizer.encode(text, maxlen=maxlen)

@@ -24,32 +24,13 @@ import numpy as np
 from bert4keras_ext.adversarial import adversarial_training
 from bert4keras_ext.backend import keras
 from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
+from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: N813
 from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
 from bert4keras_ext.layers import ExtractToken
 from bert4keras_ext.models import build_transformer_model
 from bert4keras_ext.optimizers import Adam
-from bert4keras_ext.snippets import DataGenerator, sequence_padding
+from bert4keras_ext.snippets import sequence_padding
 from bert4keras_ext.tokenizers import Tokenizer
-
-
-class data_generator(DataGenerator):
-    """Batches of ([token_ids, segment_ids], labels), each padded to its own longest text."""
-
-    def __init__(self, data, tokenizer, maxlen, batch_size=32):
-        super().__init__(data, batch_size)
-        self.tokenizer, self.maxlen = tokenizer, maxlen
-
-    def __iter__(self, random=False):
-        batch_token_ids, batch_segment_ids, batch_labels = [], [], []
-        for is_end, (text, label) in self.sample(random):
-            token_ids, segment_ids = self.tokenizer.encode(text, maxlen=self.maxlen)
-            batch_token_ids.append(token_ids)
-            batch_segment_ids.append(segment_ids)
-            batch_labels.append([label])
-            if len(batch_token_ids) == self.batch_size or is_end:
-                yield [sequence_padding(batch_token_ids), sequence_padding(batch_segment_ids)], \
-                    sequence_padding(batch_labels)
-                batch_token_ids, batch_segment_ids, batch_labels = [], [], []
 
 
 def encode(tokenizer, data, maxlen):

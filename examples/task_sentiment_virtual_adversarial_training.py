@@ -24,32 +24,12 @@ import time
 from bert4keras_ext.adversarial import virtual_adversarial_training
 from bert4keras_ext.backend import keras
 from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
+from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: N813
 from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
 from bert4keras_ext.layers import ExtractToken
 from bert4keras_ext.models import build_transformer_model
 from bert4keras_ext.optimizers import Adam
-from bert4keras_ext.snippets import DataGenerator, sequence_padding
 from bert4keras_ext.tokenizers import Tokenizer
-
-
-class data_generator(DataGenerator):
-    """Batches of ([token_ids, segment_ids], labels) padded to `maxlen` (one traced shape for train_on_batch)."""
-
-    def __init__(self, data, tokenizer, maxlen, batch_size=32):
-        super().__init__(data, batch_size)
-        self.tokenizer, self.maxlen = tokenizer, maxlen
-
-    def __iter__(self, random=False):
-        batch_token_ids, batch_segment_ids, batch_labels = [], [], []
-        for is_end, (text, label) in self.sample(random):
-            token_ids, segment_ids = self.tokenizer.encode(text, maxlen=self.maxlen)
-            batch_token_ids.append(token_ids)
-            batch_segment_ids.append(segment_ids)
-            batch_labels.append([label])
-            if len(batch_token_ids) == self.batch_size or is_end:
-                yield [sequence_padding(batch_token_ids, length=self.maxlen),
-                       sequence_padding(batch_segment_ids, length=self.maxlen)], sequence_padding(batch_labels)
-                batch_token_ids, batch_segment_ids, batch_labels = [], [], []
 
 
 def accuracy(model, generator):
