@@ -267,10 +267,13 @@ class AutoRegressiveDecoder(object):
         probas = np.array(probas, dtype='float64')
         keep = np.ones_like(probas, dtype=bool)
         if topk is not None and topk < probas.shape[1]:
-            order = np.argsort(-probas, axis=1, kind='stable')  # ties broken by token id
-            ranks = np.empty_like(order)
-            np.put_along_axis(ranks, order, np.arange(probas.shape[1])[None].repeat(len(probas), 0), axis=1)
-            keep &= ranks < topk
+            # the k largest, ties at the k-th value going to the lowest token ids (a stable sort's
+            # choice) — found with a partition instead of sorting the whole vocabulary
+            kth = -np.partition(-probas, topk - 1, axis=1)[:, topk - 1:topk]
+            above = probas > kth
+            at_kth = probas == kth
+            room = topk - above.sum(axis=1, keepdims=True)
+            keep &= above | (at_kth & (np.cumsum(at_kth, axis=1) <= room))
         if topp is not None:
             filtered = np.where(keep, probas, 0.0)
             filtered /= filtered.sum(axis=1, keepdims=True)

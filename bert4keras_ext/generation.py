@@ -29,14 +29,29 @@ __all__ = ['IncrementalModel', 'CachedDecoder']
 class IncrementalModel:
     """Step-by-step execution of a built BERT / ALBERT with an MLM head, using a key/value cache.
 
+    The cache has two blocks per layer. The **source** block holds the keys/values of the encoded
+    sources, one row per *input* (never per beam or sample), keys stored transposed (n_inputs, heads,
+    key_size, S) so a step multiplies without transposing, values (n_inputs, heads, S, head_size);
+    it is written once and never copied. The **generated** block holds one row per beam/sample,
+    (rows, heads, key_size, T) / (rows, heads, T, head_size) with T = max_new_tokens: rows follow
+    their parents (beams move) and each step writes one slot. Queries of the rows of an input are
+    grouped to meet their shared source block in one batched matmul. Shapes stay fixed for a whole
+    search (rows padded to n_inputs × rows_per_input), so the XLA-compiled step compiles once.
+
+    Visibility: a generated token sees every real source token (its order is above all of them,
+    for 'lm' and 'unilm' alike) and the generated tokens up to itself.
+
     Args:
         transformer: the `Transformer` from `build_transformer_model(..., return_keras_model=False)`
             (with_mlm enabled, as `application='lm'|'unilm'` does by default).
         mode: 'unilm' or 'lm' (default: taken from the transformer's application).
-        jit_compile: compile the step with XLA (a switch: measure before turning it on).
+        jit_compile: compile the step with XLA. Measured on 2 CPU cores (BERT-base, benchmarks/
+            bench_decoding.py) it fuses the ~40 small attention/cache ops per layer and makes a step
+            ~1.35× faster, at a compilation of a few seconds per (inputs, rows, source length/16, maxlen)
+            shape; the prefill is never compiled.
     """
 
-    def __init__(self, transformer, mode=None, jit_compile=False):
+    def __init__(self, transformer, mode=None, jit_compile=True):
         import tensorflow as tf
         if not getattr(transformer, 'with_mlm', False):
             raise ValueError('IncrementalModel needs a model with an MLM head: build it with application='
@@ -51,6 +66,7 @@ class IncrementalModel:
             raise ValueError("IncrementalModel: mode must be 'lm' or 'unilm', got %r" % (mode,))
         self.transformer = transformer
         self.mode = mode
+        self.jit_compile = bool(jit_compile)
         layers = transformer.layers
         self.token_embedding = layers[transformer.prefixed('Embedding-Token')]
         self.segment_embedding = layers.get(transformer.prefixed('Embedding-Segment'))
@@ -65,8 +81,10 @@ class IncrementalModel:
                 attention, attention + '-Norm', feed_forward, feed_forward + '-Norm')))
         self.mlm_layers = [layers[transformer.prefixed(n)] for n in ('MLM-Dense', 'MLM-Norm', 'MLM-Bias')]
         self.residual = bool(transformer.residual_attention_scores)
-        self._prefill = tf.function(self._prefill_fn, jit_compile=jit_compile, reduce_retracing=True)
-        self._step = tf.function(self._step_fn, jit_compile=jit_compile, reduce_retracing=True)
+        # the prefill runs once per search: not worth an XLA compilation per source shape
+        self._prefill = tf.function(self._prefill_fn, reduce_retracing=True)
+        self._step = tf.function(self._step_fn, jit_compile=jit_compile)
+        self._concrete_steps = {}
 
     # ------------------------------------------------------------------------------- network pieces
     def _embed(self, token_ids, segment_ids, position_ids):
@@ -80,43 +98,31 @@ class IncrementalModel:
             x = self.embedding_mapping(x)
         return x
 
-    def _blocks(self, x, caches, write, allowed):
-        """Run all blocks on new tokens x (b, t, d) and store their keys/values.
-
-        `write(cache, new, i)` returns layer i's cache with `new` stored: the prefill builds the cache
-        by padding, a step overwrites one slot with a `where` (the XLA-only dynamic-update-slice op
-        behind `ops.slice_update` is slow outside XLA on TensorFlow).
-        """
-        new_caches, previous_scores = [], None
-        for i, (attention, attention_norm, feed_forward, feed_forward_norm) in enumerate(self.blocks):
-            q = attention._split_heads(attention.q_dense(x), attention.key_size)
-            k = attention._split_heads(attention.k_dense(x), attention.key_size)
-            v = attention._split_heads(attention.v_dense(x), attention.head_size)
-            k_cache, v_cache = write(k, v, i)
-            new_caches.append((k_cache, v_cache))
-            if attention.attention_scale:
-                q = q * ops.cast(1.0 / np.sqrt(attention.key_size), q.dtype)
-            scores = ops.einsum('bqhd,bkhd->bhqk', q, ops.cast(k_cache, q.dtype))
-            biases = [allowed]
-            if self.residual and previous_scores is not None:
-                biases.append(previous_scores)
-            context, scores = attention.attend(scores, ops.cast(v_cache, q.dtype), biases, training=False)
-            previous_scores = scores
-            context = ops.reshape(context, tuple(ops.shape(context)[:2]) + (attention.heads * attention.head_size,))
-            x = attention_norm(x + attention.o_dense(context))
-            x = feed_forward_norm(x + feed_forward(x))
-        return x, new_caches
-
     def _logits(self, h, output_kernel):
         """MLM head on (b, d) states; `output_kernel` is the (d, vocab) transposed token embedding."""
         dense, norm, bias = self.mlm_layers
         h = norm(dense(h))
         return ops.cast(bias(ops.matmul(h, ops.cast(output_kernel, h.dtype))), 'float32')
 
+    def _fused_projections(self):
+        """Per block, the query/key/value kernels side by side (d, 2·h·dk + h·dv) and their biases.
+
+        One matmul instead of three: a decoding step is a chain of matrix-vector products whose cost
+        is reading the weights, and three calls read the input three times and pay three call overheads.
+        """
+        kernels, biases = [], []
+        for attention, _, _, _ in self.blocks:
+            denses = (attention.q_dense, attention.k_dense, attention.v_dense)
+            dtype = attention.q_dense.compute_dtype
+            kernels.append(ops.concatenate([ops.cast(d.kernel, dtype) for d in denses], axis=1))
+            biases.append(ops.concatenate([ops.cast(d.bias, dtype) for d in denses], axis=0) if attention.use_bias
+                          else ops.zeros((kernels[-1].shape[1],), dtype))
+        return list(zip(kernels, biases))
+
     # ------------------------------------------------------------------------------- compiled steps
-    def _prefill_fn(self, token_ids, segment_ids, total, output_kernel):
-        """All source positions at once. Returns (logits at each row's last real token, caches,
-        order (b, S), valid (b, S), last order (b,))."""
+    def _prefill_fn(self, token_ids, segment_ids, output_kernel):
+        """All source positions at once (b = n_inputs, S). Returns (logits at each row's last real
+        token, source caches [(keys (b, h, dk, S), values (b, h, S, dv))], lengths (b,))."""
         valid = ops.not_equal(token_ids, 0)
         n = ops.shape(token_ids)[1]
         if self.mode == 'unilm':
@@ -126,44 +132,106 @@ class IncrementalModel:
         positions = ops.broadcast_to(ops.arange(n, dtype='int32')[None], ops.shape(token_ids))
         allowed = ops.logical_and(valid[:, None, :], order[:, None, :] <= order[:, :, None])[:, None]
         x = self._embed(token_ids, segment_ids, positions)
-        pad = [[0, 0], [0, total - n], [0, 0], [0, 0]]
-        allowed = ops.pad(allowed, [[0, 0], [0, 0], [0, 0], [0, total - n]], constant_values=False)
-        x, caches = self._blocks(x, None, lambda k, v, i: (ops.pad(k, pad), ops.pad(v, pad)), allowed)
+        caches, previous_scores = [], None
+        for attention, attention_norm, feed_forward, feed_forward_norm in self.blocks:
+            q = attention._split_heads(attention.q_dense(x), attention.key_size)
+            k = attention._split_heads(attention.k_dense(x), attention.key_size)
+            v = attention._split_heads(attention.v_dense(x), attention.head_size)
+            caches.append((ops.transpose(k, (0, 2, 3, 1)), ops.transpose(v, (0, 2, 1, 3))))
+            if attention.attention_scale:
+                q = q * ops.cast(1.0 / np.sqrt(attention.key_size), q.dtype)
+            scores = ops.einsum('bqhd,bkhd->bhqk', q, k)
+            biases = [allowed] + ([previous_scores] if self.residual and previous_scores is not None else [])
+            context, previous_scores = attention.attend(scores, v, biases, training=False)
+            context = ops.reshape(context, tuple(ops.shape(context)[:2]) + (attention.heads * attention.head_size,))
+            x = attention_norm(x + attention.o_dense(context))
+            x = feed_forward_norm(x + feed_forward(x))
         lengths = ops.sum(ops.cast(valid, 'int32'), axis=1)
         last = ops.take_along_axis(x, ops.reshape(lengths - 1, (-1, 1, 1)), axis=1)[:, 0]
-        last_order = ops.take_along_axis(order, ops.reshape(lengths - 1, (-1, 1)), axis=1)[:, 0]
-        return self._logits(last, output_kernel), caches, order, valid, lengths, last_order
+        return self._logits(last, output_kernel), caches, lengths
 
-    def _step_fn(self, token_ids, rows, slot, caches, order, valid, positions, orders, segment_id, output_kernel,
-                 reorder=True):
-        """One new token per row. `rows` reorders/duplicates the cached rows first (beam search).
+    def _step_fn(self, token_ids, positions, owner, parents, grouped_rows, group_slot, step, source, source_valid,
+                 generated, fused, output_kernel):
+        """One new token per row.
 
-        token_ids, positions, orders: (b,); order / valid: (b, T_cache) bookkeeping of cached slots.
-        Returns (logits (b, vocab), caches, order, valid).
+        token_ids, positions, owner (input of each row), parents (generated-cache row each row
+        continues), group_slot (row → slot in the (n_inputs · r, ...) grouping): (rows,).
+        grouped_rows: (n_inputs · r,) row filling each grouping slot, `rows` for an empty slot.
+        step: the slot of the new token in the generated block. source, generated: per layer (keys,
+        values); fused: per layer (kernel, bias) of the fused query/key/value projection.
+        Returns (logits (rows, vocab), generated).
         """
-        if reorder:  # a Python flag (one trace each): sampling rows rarely move, so skip the copies then
-            caches = [(ops.take(k, rows, axis=0), ops.take(v, rows, axis=0)) for k, v in caches]
-            order = ops.take(order, rows, axis=0)
-            valid = ops.take(valid, rows, axis=0)
-        slot_mask = ops.arange(ops.shape(order)[1]) == slot
-        order = ops.where(slot_mask[None], orders[:, None], order)
-        valid = ops.logical_or(valid, slot_mask[None])
-        allowed = ops.logical_and(valid, order <= orders[:, None])[:, None, None, :]
-        segments = ops.full(ops.shape(token_ids), segment_id, dtype='int32')
-        x = self._embed(token_ids[:, None], segments[:, None], positions[:, None])
-        at_slot = slot_mask[None, :, None, None]
+        rows = ops.shape(token_ids)[0]
+        segment_id = 1 if self.mode == 'unilm' else 0
+        x = self._embed(token_ids[:, None], ops.full((rows, 1), segment_id, dtype='int32'), positions[:, None])[:, 0]
+        capacity = ops.shape(generated[0][1])[2]
+        # a new token sees its input's real source tokens and the generated slots up to its own
+        allowed = ops.concatenate([ops.take(source_valid, owner, axis=0),
+                                   ops.broadcast_to((ops.arange(capacity) <= step)[None], (rows, capacity))],
+                                  axis=1)[:, None, None, :]
+        new_generated, previous_scores = [], None
+        for i, (attention, attention_norm, feed_forward, feed_forward_norm) in enumerate(self.blocks):
+            qkv = ops.matmul(x, fused[i][0]) + fused[i][1]
+            residual = [previous_scores] if self.residual and previous_scores is not None else []
+            context, k_cache, v_cache, previous_scores = self._cached_attention(
+                attention, qkv, source[i][0], source[i][1], generated[i][0], generated[i][1], allowed, parents,
+                step, grouped_rows, group_slot, *residual)
+            new_generated.append((k_cache, v_cache))
+            x = attention_norm(x + attention.o_dense(context))
+            x = feed_forward_norm(x + feed_forward(x))
+        return self._logits(x, output_kernel), new_generated
 
-        def write(k, v, i):
-            k_cache, v_cache = caches[i]
-            return (ops.where(at_slot, ops.cast(k, k_cache.dtype), k_cache),
-                    ops.where(at_slot, ops.cast(v, v_cache.dtype), v_cache))
+    @staticmethod
+    def _cached_attention(attention, qkv, source_k, source_v, k_cache, v_cache, allowed, parents, step,
+                          grouped_rows, group_slot, previous_scores=None):
+        """Attention of one new token per row over the source block and the generated block.
 
-        x, caches = self._blocks(x, caches, write, allowed)
-        return self._logits(x[:, 0], output_kernel), caches, order, valid
+        qkv (rows, 2·h·dk + h·dv) projections of the new tokens; source_k (n_inputs, h, dk, S),
+        source_v (n_inputs, h, S, dv); k_cache (rows_before, h, dk, T), v_cache (rows_before, h, T, dv)
+        are reordered by `parents` and get the new key/value at slot `step`; allowed (rows, 1, 1, S + T).
+        Returns (context (rows, h·dv), k_cache, v_cache, scores (rows, h, 1, S + T)).
+        """
+        rows = ops.shape(qkv)[0]
+        n_inputs = ops.shape(source_k)[0]
+        heads, key_size, head_size = attention.heads, attention.key_size, attention.head_size
+        q = ops.reshape(qkv[:, :heads * key_size], (rows, heads, key_size))
+        k = ops.reshape(qkv[:, heads * key_size:2 * heads * key_size], (rows, heads, key_size, 1))
+        v = ops.reshape(qkv[:, 2 * heads * key_size:], (rows, heads, 1, head_size))
+        k_cache = ops.slice_update(ops.take(k_cache, parents, axis=0), (0, 0, 0, step), ops.cast(k, k_cache.dtype))
+        v_cache = ops.slice_update(ops.take(v_cache, parents, axis=0), (0, 0, step, 0), ops.cast(v, v_cache.dtype))
+        if attention.attention_scale:
+            q = q * ops.cast(1.0 / np.sqrt(key_size), q.dtype)
+
+        def grouped(t):
+            """(rows, h, m) → (n_inputs, h, r, m): each input's rows side by side (zeros pad)."""
+            h, m = ops.shape(t)[1], ops.shape(t)[2]
+            t = ops.take(ops.concatenate([t, ops.zeros_like(t[:1])], axis=0), grouped_rows, axis=0)
+            return ops.transpose(ops.reshape(t, (n_inputs, -1, h, m)), (0, 2, 1, 3))
+
+        def ungrouped(t):
+            """(n_inputs, h, r, m) → (rows, h, m)."""
+            h, m = ops.shape(t)[1], ops.shape(t)[3]
+            return ops.take(ops.reshape(ops.transpose(t, (0, 2, 1, 3)), (-1, h, m)), group_slot, axis=0)
+
+        source_scores = ungrouped(ops.matmul(grouped(q), ops.cast(source_k, q.dtype)))          # (rows, h, S)
+        generated_scores = ops.matmul(q[:, :, None, :], ops.cast(k_cache, q.dtype))[:, :, 0]    # (rows, h, T)
+        scores = ops.concatenate([source_scores, generated_scores], axis=2)[:, :, None, :]
+        biases = [allowed] + ([previous_scores] if previous_scores is not None else [])
+        probs, scores = attention.attention_probs(scores, biases, q.dtype, training=False)
+        n_source = ops.shape(source_scores)[2]
+        context = ungrouped(ops.matmul(grouped(probs[:, :, 0, :n_source]), ops.cast(source_v, q.dtype)))
+        context = context + ops.matmul(probs[:, :, :, n_source:], ops.cast(v_cache, q.dtype))[:, :, 0]
+        return ops.reshape(context, (rows, heads * head_size)), k_cache, v_cache, scores
 
     # ------------------------------------------------------------------------------- public API
-    def start(self, token_ids, segment_ids, max_new_tokens):
-        """Encode a right-padded batch of sources (b, S); returns (logits (b, vocab), state)."""
+    def start(self, token_ids, segment_ids, max_new_tokens, rows_per_input=1):
+        """Encode a right-padded batch of sources (n_inputs, S); returns (logits (n_inputs, vocab), state).
+
+        The state has one row per input; `step(..., rows=...)` duplicates / reorders rows.
+        `rows_per_input`: the most rows (beams, samples) an input will have. Steps always run on
+        n_inputs × rows_per_input rows (unused ones are padding), and the source length is rounded
+        up to a multiple of 16, so a search keeps one shape and a compiled step compiles once.
+        """
         import tensorflow as tf
         token_ids = np.asarray(token_ids, dtype='int32')
         segment_ids = np.asarray(segment_ids, dtype='int32')
@@ -172,44 +240,92 @@ class IncrementalModel:
                              'got %s and %s' % (token_ids.shape, segment_ids.shape))
         if (token_ids[:, 0] == 0).any():
             raise ValueError('start: every source needs at least one token (id 0 is padding)')
-        b, s = token_ids.shape
-        total = s + max_new_tokens
+        if max_new_tokens < 1 or rows_per_input < 1:
+            raise ValueError('start: max_new_tokens and rows_per_input must be >= 1, got %r and %r'
+                             % (max_new_tokens, rows_per_input))
         limit = self.position_embedding.max_length
         if int((token_ids != 0).sum(1).max()) + max_new_tokens > limit:
             raise ValueError('source length + maxlen (%d) exceeds the position table (%d positions); shorten '
                              'the source or use hierarchical_position=True'
                              % (int((token_ids != 0).sum(1).max()) + max_new_tokens, limit))
+        pad = -token_ids.shape[1] % 16
+        token_ids = np.pad(token_ids, [(0, 0), (0, pad)])
+        segment_ids = np.pad(segment_ids, [(0, 0), (0, pad)])
         # A materialised (d, vocab) copy of the tied output matrix, made once per search: TensorFlow's
         # CPU matmul with a transposed right operand is ~10× slower for the few rows of a decoding step.
         output_kernel = tf.identity(tf.transpose(self.token_embedding.embeddings))
-        logits, caches, order, valid, lengths, last_order = self._prefill(
-            tf.constant(token_ids), tf.constant(segment_ids), tf.constant(total, dtype='int32'), output_kernel)
-        order = tf.pad(order, [[0, 0], [0, max_new_tokens]])
-        valid = tf.pad(valid, [[0, 0], [0, max_new_tokens]])
-        state = {'caches': caches, 'order': order, 'valid': valid, 'slot': s, 'total': total,
-                 'output_kernel': output_kernel,
-                 'positions': np.asarray(lengths), 'orders': np.asarray(last_order)}
+        logits, source, lengths = self._prefill(tf.constant(token_ids), tf.constant(segment_ids), output_kernel)
+        n_inputs = len(token_ids)
+        state = {'source': source, 'source_valid': tf.constant(token_ids != 0),
+                 'fused': self._fused_projections(), 'output_kernel': output_kernel,
+                 'owner': np.arange(n_inputs), 'positions': np.asarray(lengths), 'step': 0,
+                 'max_new_tokens': int(max_new_tokens), 'width': int(rows_per_input)}
+        state['generated'] = self._empty_generated(n_inputs * state['width'], max_new_tokens, source[0][0].dtype)
         return np.asarray(logits), state
+
+    def _empty_generated(self, rows, capacity, dtype):
+        """Zero generated blocks, per layer: keys (rows, h, dk, T), values (rows, h, T, dv)."""
+        import tensorflow as tf
+        return [(tf.zeros((rows, a.heads, a.key_size, capacity), dtype),
+                 tf.zeros((rows, a.heads, capacity, a.head_size), dtype)) for a, _, _, _ in self.blocks]
 
     def step(self, token_ids, state, rows=None):
         """Feed one token per row (after reordering rows by `rows`); returns (logits, new state)."""
         import tensorflow as tf
-        if state['slot'] >= state['total']:
-            raise ValueError('step: the cache is full (max_new_tokens reached)')
-        current = len(state['positions'])
-        rows = np.arange(current) if rows is None else np.asarray(rows)
-        reorder = not (len(rows) == current and (rows == np.arange(current)).all())
-        positions = state['positions'][rows]
-        orders = state['orders'][rows] + 1 if self.mode == 'unilm' else positions
-        segment_id = 1 if self.mode == 'unilm' else 0
-        logits, caches, order, valid = self._step(
-            tf.constant(np.asarray(token_ids, dtype='int32')), tf.constant(rows.astype('int32')),
-            tf.constant(state['slot'], dtype='int32'), state['caches'], state['order'], state['valid'],
-            tf.constant(positions.astype('int32')), tf.constant(orders.astype('int32')),
-            tf.constant(segment_id, dtype='int32'), state['output_kernel'], reorder=reorder)
-        new_state = dict(state, caches=caches, order=order, valid=valid, slot=state['slot'] + 1,
-                         positions=positions + 1, orders=orders)
-        return np.asarray(logits), new_state
+        if state['step'] >= state['max_new_tokens']:
+            raise ValueError('step: the cache is full (max_new_tokens = %d reached)' % state['max_new_tokens'])
+        current = len(state['owner'])
+        rows = np.arange(current) if rows is None else np.asarray(rows, dtype=int)
+        token_ids = np.asarray(token_ids, dtype='int32').reshape(-1)
+        if len(token_ids) != len(rows):
+            raise ValueError('step: %d token ids for %d rows' % (len(token_ids), len(rows)))
+        if len(rows) and (rows.min() < 0 or rows.max() >= current):
+            raise ValueError('step: rows must index the %d current rows, got %s' % (current, rows))
+        owner, positions = state['owner'][rows], state['positions'][rows]
+        n_inputs = int(state['source_valid'].shape[0])
+        generated, width = state['generated'], state['width']
+        most = int(np.bincount(owner, minlength=n_inputs).max()) if len(owner) else 0
+        if most > width:  # more rows than announced: a bigger (re-compiled) shape for the rest of the search
+            width = most
+            extra = self._empty_generated(n_inputs * width - generated[0][0].shape[0], state['max_new_tokens'],
+                                          generated[0][0].dtype)
+            generated = [(tf.concat([k, more_k], 0), tf.concat([v, more_v], 0))
+                         for (k, v), (more_k, more_v) in zip(generated, extra)]
+        capacity = n_inputs * width
+        padding = capacity - len(rows)
+
+        def padded(values):
+            return tf.constant(np.concatenate([values, np.zeros(padding, dtype='int64')]).astype('int32'))
+
+        grouped_rows, group_slot = _grouping(owner, n_inputs, width, capacity)
+        args = (padded(token_ids), padded(positions), padded(owner), padded(rows), tf.constant(grouped_rows),
+                tf.constant(group_slot), tf.constant(state['step'], dtype='int32'), state['source'],
+                state['source_valid'], generated, state['fused'], state['output_kernel'])
+        # The concrete function of this shape, looked up once: tf.function's own per-call dispatch
+        # (hashing ~80 nested arguments) cost ~14 ms a step, as much as a quarter of the step itself.
+        key = (capacity, n_inputs) + tuple(state['source'][0][0].shape) + tuple(generated[0][0].shape)
+        if key not in self._concrete_steps:
+            self._concrete_steps[key] = self._step.get_concrete_function(*args)
+        logits, generated = self._concrete_steps[key](*args)
+        new_state = dict(state, generated=generated, owner=owner, positions=positions + 1, step=state['step'] + 1,
+                         width=width)
+        return np.asarray(logits)[:len(rows)], new_state
+
+
+def _grouping(owner, n_inputs, width, capacity):
+    """Rows of each input side by side, `width` slots per input: (grouped_rows (n_inputs · width,),
+    group_slot (capacity,)). Empty grouping slots point at row `capacity` (a zero pad row); padding
+    rows (after the real ones) read slot 0 and are ignored."""
+    rank = np.zeros(len(owner), dtype='int32')
+    seen = np.zeros(n_inputs, dtype='int32')
+    for row, input_index in enumerate(owner):
+        rank[row] = seen[input_index]
+        seen[input_index] += 1
+    group_slot = np.zeros(capacity, dtype='int32')
+    group_slot[:len(owner)] = owner * width + rank
+    grouped_rows = np.full(n_inputs * width, capacity, dtype='int32')
+    grouped_rows[group_slot[:len(owner)]] = np.arange(len(owner), dtype='int32')
+    return grouped_rows, group_slot
 
 
 class CachedDecoder(AutoRegressiveDecoder):
@@ -220,12 +336,12 @@ class CachedDecoder(AutoRegressiveDecoder):
     (preceded by `start_id` when one is given, as in bert4keras).
     """
 
-    def __init__(self, transformer, end_id, maxlen, start_id=None, minlen=1, mode=None, jit_compile=False):
+    def __init__(self, transformer, end_id, maxlen, start_id=None, minlen=1, mode=None, jit_compile=True):
         super().__init__(start_id=start_id, end_id=end_id, maxlen=maxlen, minlen=minlen)
         self.engine = transformer if isinstance(transformer, IncrementalModel) else \
             IncrementalModel(transformer, mode=mode, jit_compile=jit_compile)
 
-    def _start(self, batch_inputs):
+    def _start(self, batch_inputs, rows_per_input):
         from bert4keras_ext.snippets import sequence_padding
         sources, segments = [], []
         for inputs in batch_inputs:
@@ -237,7 +353,7 @@ class CachedDecoder(AutoRegressiveDecoder):
                 raise ValueError('decoding needs a non-empty source/prompt')
             sources.append(token_ids)
             segments.append(segment_ids)
-        return self.engine.start(sequence_padding(sources), sequence_padding(segments), self.maxlen)
+        return self.engine.start(sequence_padding(sources), sequence_padding(segments), self.maxlen, rows_per_input)
 
     def beam_search(self, inputs, topk, states=None, temperature=1, min_ends=1, no_repeat_ngram_size=None,
                     repetition_penalty=None, return_info=False):
@@ -250,7 +366,7 @@ class CachedDecoder(AutoRegressiveDecoder):
         """Beam search for many inputs in one batch: rows = live beams of all inputs, one network
         call per step. Each input follows `decoders.Beam`, so results equal one-at-a-time search."""
         beams = [Beam(self.first_output_ids[0], topk, self.end_id, min_ends) for _ in batch_inputs]
-        logits, state = self._start(batch_inputs)
+        logits, state = self._start(batch_inputs, topk)
         rows_of = [[b] for b in range(len(batch_inputs))]  # state rows holding each input's live beams
         for step in range(self.maxlen):
             log_probs = _log_softmax(logits / temperature)
@@ -288,7 +404,7 @@ class CachedDecoder(AutoRegressiveDecoder):
             raise ValueError('random_sample: n must be >= 1, got %r' % (n,))
         rng = np.random if seed is None else np.random.RandomState(seed)
         n_inputs = len(batch_inputs)
-        logits, state = self._start(batch_inputs)
+        logits, state = self._start(batch_inputs, n)
         rows = np.repeat(np.arange(n_inputs), n)          # state row of each live sample
         owner = np.repeat(np.arange(n_inputs), n)         # which input each live sample belongs to
         outputs = np.repeat(self.first_output_ids, n * n_inputs, axis=0)

@@ -432,7 +432,17 @@ class MultiHeadAttention(keras.layers.Layer):
         `dropout_keep`: a precomputed bool keep-mask (b, h, n, m) used instead of the Dropout layer.
         Split out so subclasses (relative positions, other normalisers) can override one step.
         """
-        out_dtype = values.dtype
+        probs, scores = self.attention_probs(scores, biases, values.dtype, training=training,
+                                             dropout_keep=dropout_keep)
+        return ops.einsum('bhqk,bkhd->bqhd', probs, values), scores
+
+    def attention_probs(self, scores, biases, dtype, training=None, dropout_keep=None):
+        """The attention weights (b, h, n, m) in `dtype` and the scores plus float biases.
+
+        Bool biases are AND-ed into one visibility mask, float biases added; 'softmax_plus' multiplies
+        the logits by log(max(visible keys, 16)) / log(scale_base). The key-value cache of
+        `generation.IncrementalModel` calls this directly (its values live in two blocks).
+        """
         scores = ops.cast(scores, 'float32')
         allowed = None
         for bias in biases:
@@ -450,13 +460,13 @@ class MultiHeadAttention(keras.layers.Layer):
             logits = logits * ops.log(ops.maximum(visible, 16.0)) / math.log(self.scale_base)
         if allowed is not None:
             logits = ops.where(allowed, logits, mask_value('float32'))
-        probs = ops.cast(ops.softmax(logits, axis=-1), out_dtype)
+        probs = ops.cast(ops.softmax(logits, axis=-1), dtype)
         if dropout_keep is not None:
             rate = self.attention_dropout or 0.0
-            probs = ops.where(dropout_keep, probs / ops.cast(1.0 - rate, out_dtype), ops.zeros_like(probs))
+            probs = ops.where(dropout_keep, probs / ops.cast(1.0 - rate, dtype), ops.zeros_like(probs))
         else:
             probs = self.dropout(probs, training=training)
-        return ops.einsum('bhqk,bkhd->bqhd', probs, values), scores
+        return probs, scores
 
     def _split_heads(self, x, size):
         return ops.reshape(x, tuple(ops.shape(x)[:2]) + (self.heads, size))

@@ -173,13 +173,15 @@ class FullRecompute(AutoRegressiveDecoder):
         return np.asarray(self.last_token(self.model)([token_ids, segment_ids], training=False))
 
 
-@pytest.fixture(scope='module', params=['unilm', 'lm'])
+@pytest.fixture(scope='module', params=[('unilm', True), ('lm', True), ('unilm', False)],
+                ids=['unilm-xla', 'lm-xla', 'unilm-plain'])
 def cached_and_full(request, tiny_bert):
-    transformer = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application=request.param,
+    mode, jit_compile = request.param
+    transformer = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application=mode,
                                           return_keras_model=False)
-    cached = CachedDecoder(transformer, end_id=102, maxlen=6)
-    full = FullRecompute(transformer.model, request.param, start_id=None, end_id=102, maxlen=6)
-    return request.param, transformer, cached, full
+    cached = CachedDecoder(transformer, end_id=102, maxlen=6, jit_compile=jit_compile)
+    full = FullRecompute(transformer.model, mode, start_id=None, end_id=102, maxlen=6)
+    return mode, transformer, cached, full
 
 
 def sources(mode):
@@ -239,6 +241,58 @@ def test_cached_sampling_equals_full_recomputation(cached_and_full):
     batched = cached.random_sample_batch(sources(mode), 2, topk=1)
     for b, samples in zip(sources(mode), batched):
         assert [list(x) for x in samples] == [list(full.beam_search(b, topk=1))] * 2
+
+
+@pytest.mark.parametrize('options', [
+    {'attention_scale': 'log_n'},
+    {'residual_attention_scores': True},
+    {'hierarchical_position': True},
+    {'model': 'albert'},
+], ids=['log_n', 'realformer', 'hierarchical', 'albert'])
+def test_cached_logits_with_attention_options(options, tiny_bert, tmp_path):
+    """Every attention variant the model offers gives the same next-token distribution through the
+    cache as through the full model (several steps, beams moving between rows)."""
+    options = dict(options)
+    if options.pop('model', None) == 'albert':
+        from bert4keras_ext.checkpoints import make_random_checkpoint
+        ckpt = make_random_checkpoint(str(tmp_path), model='albert', seed=3, hidden_size=32, embedding_size=16,
+                                      num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                                      max_position_embeddings=40)
+        transformer = build_transformer_model(ckpt['config'], ckpt['checkpoint'], model='albert',
+                                              application='unilm', return_keras_model=False)
+    else:
+        transformer = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application='unilm',
+                                              return_keras_model=False, **options)
+    engine = CachedDecoder(transformer, end_id=102, maxlen=4).engine
+    source = [101, 300, 301, 302, 102]
+    logits, state = engine.start(np.array([source]), np.zeros((1, len(source)), dtype=int), 4, rows_per_input=2)
+    histories = [[]]
+    for tokens, rows in (([400, 401], [0, 0]), ([402, 403], [1, 0]), ([404], [1])):
+        logits, state = engine.step(np.array(tokens), state, rows=np.array(rows))
+        histories = [histories[r] + [t] for t, r in zip(tokens, rows)]
+        for row, generated in enumerate(histories):
+            token_ids = np.array([source + generated])
+            segment_ids = np.array([[0] * len(source) + [1] * len(generated)])
+            expected = transformer.model.predict([token_ids, segment_ids], verbose=0)[0, -1]
+            got = np.exp(logits[row] - logits[row].max())
+            assert np.abs(got / got.sum() - expected).max() <= 1e-5, (options, generated)
+
+
+def test_top_k_ties_go_to_the_lowest_ids():
+    """filter_probas' top-k equals a stable full sort (ties at the k-th value kept by token id)."""
+    decoder = AutoRegressiveDecoder(start_id=None, end_id=2, maxlen=5)
+    rng = np.random.RandomState(5)
+    for _ in range(200):
+        vocab = rng.randint(2, 12)
+        probas = rng.randint(1, 4, size=(3, vocab)).astype(float)
+        probas /= probas.sum(axis=1, keepdims=True)
+        topk = rng.randint(1, vocab + 1)
+        expected = np.zeros_like(probas)
+        for row, p in enumerate(probas):
+            chosen = sorted(range(vocab), key=lambda i: (-p[i], i))[:topk]
+            expected[row, chosen] = p[chosen]
+        expected /= expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(decoder.filter_probas(probas, topk=topk), expected, rtol=0, atol=1e-12)
 
 
 def test_cached_decoder_errors(tiny_bert):
