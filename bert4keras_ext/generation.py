@@ -57,8 +57,8 @@ class IncrementalModel:
         mode: 'unilm' or 'lm' (default: taken from the transformer's application).
         jit_compile: compile the step with XLA. Measured on 2 CPU cores (BERT-base, benchmarks/
             bench_decoding.py) it fuses the ~40 small attention/cache ops per layer and makes a step
-            ~1.35× faster, at a compilation of a few seconds per (inputs, rows, source length/16, maxlen)
-            shape; the prefill is never compiled.
+            ~1.35× faster, at a compilation (~10 s for BERT-base) per shape: inputs and source length
+            rounded up to powers of two, rows per input, maxlen. The prefill is never compiled.
     """
 
     def __init__(self, transformer, mode=None, jit_compile=True):
@@ -240,7 +240,8 @@ class IncrementalModel:
         The state has one row per input; `step(..., rows=...)` duplicates / reorders rows.
         `rows_per_input`: the most rows (beams, samples) an input will have. Steps always run on
         n_inputs × rows_per_input rows (unused ones are padding), and the source length is rounded
-        up to a multiple of 16, so a search keeps one shape and a compiled step compiles once.
+        up to a multiple of 16 (with jit_compile: inputs and length to powers of two), so a search
+        keeps one shape and a compiled step compiles once per such shape.
         """
         import tensorflow as tf
         token_ids = np.asarray(token_ids, dtype='int32')
@@ -265,12 +266,22 @@ class IncrementalModel:
         # CPU matmul with a transposed right operand is ~10× slower for the few rows of a decoding step.
         output_kernel = tf.identity(tf.transpose(self.token_embedding.embeddings))
         logits, source, lengths = self._prefill(tf.constant(token_ids), tf.constant(segment_ids), output_kernel)
-        n_inputs = len(token_ids)
-        state = {'source': source, 'source_valid': tf.constant(token_ids != 0),
+        n_inputs, length = token_ids.shape
+        valid = token_ids != 0
+        if self.jit_compile:
+            # Few shapes for the compiled step (one XLA compilation each): the source block is padded
+            # to a power-of-two length and number of inputs with invisible zero slots, so a stream of
+            # batches with varying lengths and a short last batch reuses a handful of compilations.
+            to_inputs, to_length = _power_of_two(n_inputs), _power_of_two(length)
+            source = [(tf.pad(k, [[0, to_inputs - n_inputs], [0, 0], [0, 0], [0, to_length - length]]),
+                       tf.pad(v, [[0, to_inputs - n_inputs], [0, 0], [0, to_length - length], [0, 0]]))
+                      for k, v in source]
+            valid = np.pad(valid, [(0, to_inputs - n_inputs), (0, to_length - length)])
+        state = {'source': source, 'source_valid': tf.constant(valid),
                  'fused': self._fused_projections(), 'output_kernel': output_kernel,
                  'owner': np.arange(n_inputs), 'positions': np.asarray(lengths), 'step': 0,
                  'max_new_tokens': int(max_new_tokens), 'width': int(rows_per_input)}
-        state['generated'] = self._empty_generated(n_inputs * state['width'], max_new_tokens, source[0][0].dtype)
+        state['generated'] = self._empty_generated(len(valid) * state['width'], max_new_tokens, source[0][0].dtype)
         return np.asarray(logits), state
 
     def _empty_generated(self, rows, capacity, dtype):
@@ -347,6 +358,11 @@ class IncrementalModel:
         if flat_ok:
             return concrete._call_flat(tf.nest.flatten(args), concrete.captured_inputs)
         return concrete(*args)
+
+
+def _power_of_two(n):
+    """The smallest power of two >= n (and >= 1)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
 
 
 def _grouping(owner, n_inputs, width, capacity):
