@@ -718,63 +718,42 @@ def _check_checkpoint(prefix, model, cfg, problems):
 
 
 def _expected_shapes(model, cfg, variables):
-    """``{variable name: shape}`` implied by the config, plus a hint if the family looks wrong."""
-    H, L, I = cfg.get('hidden_size'), cfg.get('num_hidden_layers'), cfg.get('intermediate_size')
-    V, P, E = cfg.get('vocab_size'), cfg.get('max_position_embeddings'), cfg.get('embedding_size')
-    shapes = {
-        'bert/embeddings/word_embeddings': (V, E),
-        'bert/embeddings/position_embeddings': (P, E),
-        'bert/embeddings/LayerNorm/gamma': (E,),
-        'bert/embeddings/LayerNorm/beta': (E,),
-    }
+    """``{variable name: shape}`` implied by the config, plus a hint if the family looks wrong.
+
+    The shapes are `checkpoints.google_variable_shapes` restricted to the embeddings and the encoder
+    (heads such as the pooler or the MLM/NSP layers are not in every release); a size the config does
+    not give stays None and is not checked.
+    """
+    from bert4keras_ext.checkpoints import google_variable_shapes  # lazy: keeps this module light
+    H, E = cfg.get('hidden_size'), cfg.get('embedding_size')
     is_albert_ckpt = any(k.startswith(ALBERT_BLOCK) for k in variables)
     is_bert_ckpt = any(k.startswith('bert/encoder/layer_0/') for k in variables)
     hint = None
-    if model in ALBERT_MODELS:
+    albert = model in ALBERT_MODELS
+    mapping = 'bert/encoder/embedding_hidden_mapping_in/'
+    if albert:
         if is_bert_ckpt and not is_albert_ckpt:
             hint = "checkpoint looks like BERT (bert/encoder/layer_0/...), not ALBERT: use model='bert'"
         elif 'bert/embeddings/word_embeddings_2' in variables:
             hint = ('checkpoint uses the early brightmart ALBERT naming (word_embeddings_2); '
                     'use the *_google_zh release')
-        mapping = 'bert/encoder/embedding_hidden_mapping_in/kernel'
-        if hint is None and E != H and mapping not in variables and \
+        if hint is None and E != H and mapping + 'kernel' not in variables and \
                 variables.get('bert/embeddings/word_embeddings', (None, None))[-1:] == (H,):
             hint = ('checkpoint has hidden-size embeddings and no embedding_hidden_mapping_in '
                     '(a converted brightmart ALBERT): its config needs embedding_size = hidden_size')
-        if E != H:
-            shapes[mapping] = (E, H)
-            shapes['bert/encoder/embedding_hidden_mapping_in/bias'] = (H,)
-        shapes.update(_block_shapes(ALBERT_BLOCK, H, I, albert=True))
-    else:
-        if is_albert_ckpt and not is_bert_ckpt:
-            hint = "checkpoint looks like ALBERT (transformer/group_0/inner_group_0), not BERT: use model='albert'"
-        for i in range(L or 0):
-            shapes.update(_block_shapes(f'bert/encoder/layer_{i}/', H, I, albert=False))
+    elif is_albert_ckpt and not is_bert_ckpt:
+        hint = "checkpoint looks like ALBERT (transformer/group_0/inner_group_0), not BERT: use model='albert'"
+    sizes = {key: cfg.get(key) for key in ('vocab_size', 'hidden_size', 'intermediate_size',
+                                           'max_position_embeddings', 'num_attention_heads')}
+    sizes['num_hidden_layers'] = cfg.get('num_hidden_layers') or 0
+    sizes['embedding_size'] = E if albert else None  # a BERT layout's embeddings are hidden-size
+    shapes = google_variable_shapes('albert' if albert else 'bert', **sizes)
+    checked = ('bert/embeddings/word_embeddings', 'bert/embeddings/position_embeddings',
+               'bert/embeddings/LayerNorm/', 'bert/encoder/')
+    shapes = {name: shape for name, shape in shapes.items() if name.startswith(checked)}
+    if albert and E in (None, H):  # no factorised embedding: no mapping layer to expect
+        shapes = {name: shape for name, shape in shapes.items() if not name.startswith(mapping)}
     return shapes, hint
-
-
-def _block_shapes(prefix, H, I, albert):
-    """Shapes of one transformer block in Google naming (ALBERT's shared block or a BERT layer)."""
-    if albert:
-        att, att_ln, inter, out, out_ln = ('attention_1/', 'LayerNorm/', 'ffn_1/intermediate/dense/',
-                                           'ffn_1/intermediate/output/dense/', 'LayerNorm_1/')
-    else:
-        att, att_ln, inter, out, out_ln = ('attention/', 'attention/output/LayerNorm/', 'intermediate/dense/',
-                                           'output/dense/', 'output/LayerNorm/')
-    shapes = {}
-    for proj in ('query', 'key', 'value'):
-        shapes[f'{prefix}{att}self/{proj}/kernel'] = (H, H)
-        shapes[f'{prefix}{att}self/{proj}/bias'] = (H,)
-    shapes[f'{prefix}{att}output/dense/kernel'] = (H, H)
-    shapes[f'{prefix}{att}output/dense/bias'] = (H,)
-    shapes[f'{prefix}{inter}kernel'] = (H, I)
-    shapes[f'{prefix}{inter}bias'] = (I,)
-    shapes[f'{prefix}{out}kernel'] = (I, H)
-    shapes[f'{prefix}{out}bias'] = (H,)
-    for ln in (att_ln, out_ln):
-        shapes[f'{prefix}{ln}gamma'] = (H,)
-        shapes[f'{prefix}{ln}beta'] = (H,)
-    return shapes
 
 
 # ----------------------------------------------------------------------------------------------
