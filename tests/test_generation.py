@@ -278,6 +278,31 @@ def test_cached_logits_with_attention_options(options, tiny_bert, tmp_path):
             assert np.abs(got / got.sum() - expected).max() <= 1e-5, (options, generated)
 
 
+def test_cache_grows_when_an_input_gets_more_rows_than_announced(tiny_bert):
+    """start(rows_per_input=1) then a step with three rows of one input: the cache widens (a new
+    shape) and every row still matches the full model."""
+    transformer = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application='unilm',
+                                          return_keras_model=False)
+    engine = CachedDecoder(transformer, end_id=102, maxlen=3).engine
+    sources = [[101, 300, 301, 102], [101, 310, 102]]
+    from bert4keras_ext.snippets import sequence_padding
+    logits, state = engine.start(sequence_padding(sources), np.zeros((2, 4), dtype=int), 3)
+    histories = [[], []]
+    owners = [0, 1]
+    for tokens, rows in (([400, 401], [0, 1]), ([402, 403, 404, 405], [0, 0, 0, 1])):
+        logits, state = engine.step(np.array(tokens), state, rows=np.array(rows))
+        histories = [histories[r] + [t] for t, r in zip(tokens, rows)]
+        owners = [owners[r] for r in rows]
+        for row, (generated, owner) in enumerate(zip(histories, owners)):
+            source = sources[owner]
+            expected = transformer.model.predict(
+                [np.array([source + generated]), np.array([[0] * len(source) + [1] * len(generated)])],
+                verbose=0)[0, -1]
+            got = np.exp(logits[row] - logits[row].max())
+            assert np.abs(got / got.sum() - expected).max() <= 1e-5, (row, generated)
+    assert state['width'] == 3
+
+
 def test_top_k_ties_go_to_the_lowest_ids():
     """filter_probas' top-k equals a stable full sort (ties at the k-th value kept by token id)."""
     decoder = AutoRegressiveDecoder(start_id=None, end_id=2, maxlen=5)
