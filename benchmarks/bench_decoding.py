@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import bert_base_config, peak_rss_mb  # noqa: E402
+from benchmarks.common import bert_base_config, peak_rss_mb, time_calls  # noqa: E402
 
 
 def build(layers):
@@ -45,13 +45,9 @@ def full_recompute_decoder(model, maxlen):
 def timed(fn, repeat=1):
     """(result, best seconds over `repeat` runs): the machine is shared, the best run is the one
     least disturbed by other work."""
-    best = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        seconds = time.perf_counter() - start
-        best = seconds if best is None else min(best, seconds)
-    return result, best
+    results = []
+    times = time_calls(lambda: results.append(fn()), warmup=0, repeats=repeat)
+    return results[-1], min(times)
 
 
 def main(argv=None):

@@ -144,12 +144,8 @@ class IncrementalModel:
         x = self._embed(token_ids, segment_ids, positions)
         caches, previous_scores = [], None
         for attention, attention_norm, feed_forward, feed_forward_norm in self.blocks:
-            q = attention._split_heads(attention.q_dense(x), attention.key_size)
-            k = attention._split_heads(attention.k_dense(x), attention.key_size)
-            v = attention._split_heads(attention.v_dense(x), attention.head_size)
+            q, k, v = attention.project(x, x, x)
             caches.append((ops.transpose(k, (0, 2, 3, 1)), ops.transpose(v, (0, 2, 1, 3))))
-            if attention.attention_scale:
-                q = q * ops.cast(1.0 / np.sqrt(attention.key_size), q.dtype)
             scores = ops.einsum('bqhd,bkhd->bhqk', q, k)
             biases = [allowed] + ([previous_scores] if self.residual and previous_scores is not None else [])
             context, previous_scores = attention.attend(scores, v, biases, training=False)

@@ -411,12 +411,18 @@ class MultiHeadAttention(keras.layers.Layer):
 
         return keras.remat(recomputed)(q, k, v, *float_biases)
 
-    def _attention(self, q, k, v, biases, training=None, dropout_keep=None):
+    def project(self, q, k, v):
+        """Per-head projections: query (b, n, h, dk), already scaled when `attention_scale`, key
+        (b, m, h, dk) and value (b, m, h, dv). The key-value cache of `generation` stores these."""
         qw = self._split_heads(self.q_dense(q), self.key_size)
         kw = self._split_heads(self.k_dense(k), self.key_size)
         vw = self._split_heads(self.v_dense(v), self.head_size)
         if self.attention_scale:
             qw = qw * ops.cast(1.0 / math.sqrt(self.key_size), qw.dtype)  # cheaper on q than on scores
+        return qw, kw, vw
+
+    def _attention(self, q, k, v, biases, training=None, dropout_keep=None):
+        qw, kw, vw = self.project(q, k, v)
         scores = ops.einsum('bqhd,bkhd->bhqk', qw, kw)
         output, scores = self.attend(scores, vw, biases, training=training, dropout_keep=dropout_keep)
         output = ops.reshape(output, tuple(ops.shape(output)[:2]) + (self.heads * self.head_size,))
