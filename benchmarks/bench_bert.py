@@ -16,7 +16,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import (  # noqa: E402
-    bert_base_config, bert_forward_flops, measure_matmul_peak, peak_rss_mb, random_token_batch, time_calls,
+    bert_base_config, bert_forward_flops, measure_matmul_peak, peak_rss_mb, random_token_batch, runtime_description,
+    time_calls,
 )
 
 
@@ -77,13 +78,13 @@ def main(argv=None):
     config = bert_base_config(layers=args.layers)
     token_ids, segment_ids = random_token_batch(args.batch, args.seq, config['vocab_size'])
     flops = bert_forward_flops(args.seq, layers=args.layers) * args.batch
-    print('machine: %d CPU threads, TensorFlow %s; float32 matmul peak %.1f GFLOP/s'
-          % (os.cpu_count(), tf.__version__, peak))
+    print('machine: %s; float32 matmul peak %.1f GFLOP/s' % (runtime_description(), peak))
     print('model: BERT %d layers × 768, vocab 21128; batch %d × %d tokens; %.1f GFLOP per forward batch'
           % (args.layers, args.batch, args.seq, flops / 1e9))
 
     bert, classifier = build_classifier(config)
-    results = {'peak_gflops': peak, 'batch': args.batch, 'seq_len': args.seq, 'layers': args.layers}
+    results = {'peak_gflops': peak, 'batch': args.batch, 'seq_len': args.seq, 'layers': args.layers,
+               'runtime': runtime_description()}
     modes = {'off': [False], 'on': [True], 'both': [False, True]}[args.jit]
     print('%-26s %10s %12s %9s %10s' % ('measurement', 'seq/s', 'GFLOP/s', '% peak', 'compile s'))
     for jit in modes:

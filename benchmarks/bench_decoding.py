@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import bert_base_config, peak_rss_mb, time_calls  # noqa: E402
+from benchmarks.common import bert_base_config, peak_rss_mb, runtime_description, time_calls  # noqa: E402
 
 
 def build(layers):
@@ -68,8 +68,8 @@ def main(argv=None):
     rng = np.random.RandomState(0)
     source = [101] + list(rng.randint(104, 21128, size=args.source - 2)) + [102]
     inputs = [source, [0] * len(source)]
-    print('UniLM BERT %d × 768, vocab 21128; source %d tokens, %d new tokens; %d CPU threads'
-          % (args.layers, args.source, args.new_tokens, os.cpu_count()))
+    print('UniLM BERT %d × 768, vocab 21128; source %d tokens, %d new tokens; %s'
+          % (args.layers, args.source, args.new_tokens, runtime_description()))
     print('%-44s %10s %10s' % ('measurement', 'tokens/s', 'seconds'))
     results = {}
     for jit in ([True, False] if args.plain else [True]):

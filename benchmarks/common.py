@@ -5,20 +5,26 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+# Imported before TensorFlow, as a user's script would: the package's kernel choice (oneDNN on x86-64,
+# unless TF_ENABLE_ONEDNN_OPTS is set) is what the figures measure. `TF_ENABLE_ONEDNN_OPTS=0 python -m
+# benchmarks` measures TensorFlow's own kernels instead.
+import bert4keras_ext  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
 
 PEAK_SHAPES = ((2048, 2048, 2048), (2048, 768, 3072), (2048, 3072, 768))
 
 
-def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0):
-    """Best float32 GFLOP/s TensorFlow reaches on this machine over a few matmul shapes.
+def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0, with_numpy=True):
+    """Best float32 GFLOP/s this machine reaches over a few matmul shapes, TensorFlow's and numpy's BLAS.
 
     Shapes: a square 2048³ one and BERT-base's feed-forward ones at 16 × 128 tokens; each is a chain
-    of 8 dependent matmuls, timed at least 3 times, and the best run of the best shape is the ceiling
-    the model fractions are quoted against (same process, same thread pool). On a shared machine a
-    neighbour can slow any single run, so benchmarks measure this before and after their work and keep
-    the larger value: a depressed ceiling would flatter the fractions.
+    of 8 dependent matmuls, timed at least 3 times, and the best run of the best shape and library is
+    the ceiling the model fractions are quoted against (same process, same cores). numpy's BLAS
+    (OpenBLAS in the pip wheels) is included so that the ceiling is the machine's, not whatever
+    kernels TensorFlow happens to use in this process. On a shared machine a neighbour can slow any
+    single run, so benchmarks measure this before and after their work and keep the larger value: a
+    depressed ceiling would flatter the fractions.
     """
     import tensorflow as tf
     best = 0.0
@@ -33,16 +39,35 @@ def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0):
                 x = tf.matmul(tf.matmul(x, b) * 1e-2, c) * 1e-2
             return x
 
-        chain(a).numpy()
-        deadline = time.perf_counter() + seconds
-        for i in range(repeats):
-            start = time.perf_counter()
-            chain(a).numpy()
-            elapsed = time.perf_counter() - start
-            best = max(best, 8 * 2 * m * k * n / elapsed / 1e9)
-            if i >= 2 and time.perf_counter() > deadline:
-                break
+        def numpy_chain(x, b=b.numpy(), c=c.numpy()):
+            for _ in range(4):
+                x = ((x @ b) * 1e-2) @ c * 1e-2
+            return x
+
+        runs = [lambda: chain(a).numpy()]
+        if with_numpy:
+            a_np = a.numpy()
+            runs.append(lambda: numpy_chain(a_np))
+        for run in runs:
+            run()
+            deadline = time.perf_counter() + seconds
+            for i in range(repeats):
+                start = time.perf_counter()
+                run()
+                elapsed = time.perf_counter() - start
+                best = max(best, 8 * 2 * m * k * n / elapsed / 1e9)
+                if i >= 2 and time.perf_counter() > deadline:
+                    break
     return best
+
+
+def runtime_description():
+    """One line naming the kernels in use: TensorFlow version, oneDNN on/off, CPU threads."""
+    import tensorflow as tf
+    from bert4keras_ext.backend import onednn_enabled
+    onednn = onednn_enabled()
+    return 'TensorFlow %s, oneDNN kernels %s, %d CPU threads' % (
+        tf.__version__, {True: 'on', False: 'off', None: 'unknown'}[onednn], os.cpu_count())
 
 
 def bert_forward_flops(seq_len, hidden=768, layers=12, intermediate=3072, with_classifier=0):

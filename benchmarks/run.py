@@ -26,9 +26,12 @@ def main(argv=None):
     parser.add_argument('--full', action='store_true',
                         help='also the 1 × 2,048-token memory case (about 4 more minutes)')
     args = parser.parse_args(argv)
+    from benchmarks.common import runtime_description  # before TensorFlow: see benchmarks/common.py
     import tensorflow as tf
     record = {'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'machine': platform.machine(),
-              'cpus': os.cpu_count(), 'tensorflow': tf.__version__, 'results': {}}
+              'cpus': os.cpu_count(), 'tensorflow': tf.__version__, 'runtime': runtime_description(),
+              'results': {}}
+    print(record['runtime'])
     started = time.perf_counter()
     if 'bert' in args.only:
         from benchmarks import bench_bert

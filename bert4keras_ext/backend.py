@@ -29,7 +29,7 @@ from keras import ops
 
 __all__ = [
     'keras', 'ops', 'K', 'gelu_erf', 'gelu_tanh', 'set_gelu', 'get_activation', 'sequence_masking',
-    'mask_value', 'piecewise_linear', 'align', 'sinusoidal_embeddings',
+    'mask_value', 'piecewise_linear', 'align', 'sinusoidal_embeddings', 'onednn_enabled',
 ]
 
 
@@ -201,6 +201,25 @@ def sinusoidal_embeddings(pos, dim, base=10000):
     angles = ops.einsum('...,d->...d', ops.cast(pos, 'float32'), indices)
     emb = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)  # (..., dim/2, 2)
     return ops.reshape(emb, tuple(ops.shape(angles)[:-1]) + (dim,))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runtime
+# ---------------------------------------------------------------------------------------------------
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (read once, at TensorFlow's import).
+
+    `import bert4keras_ext` before TensorFlow switches them on for x86-64 CPUs unless
+    ``TF_ENABLE_ONEDNN_OPTS`` is already set (see the package docstring); returns None when the
+    backend is not TensorFlow or the TensorFlow build does not say.
+    """
+    if keras.backend.backend() != 'tensorflow':
+        return None
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # pragma: no cover - private module moved in a future TensorFlow
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 # ---------------------------------------------------------------------------------------------------

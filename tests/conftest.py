@@ -3,6 +3,9 @@ import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+# Before any test module imports TensorFlow: the suite then runs the kernels users get by default
+# (the package switches TensorFlow's oneDNN kernels on for x86-64 when it is imported first).
+import bert4keras_ext  # noqa: E402,F401
 import pytest  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
