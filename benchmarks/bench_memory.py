@@ -24,6 +24,7 @@ def run_case(batch, seq_len, recompute, steps, layers):
 
     from benchmarks.common import bert_base_config, peak_rss_mb, random_token_batch
     from bert4keras_ext.backend import keras
+    from bert4keras_ext.optimizers import Adam  # bert4keras users' optimizer (fused update)
     from bert4keras_ext.layers import ExtractToken
     from bert4keras_ext.models import build_transformer_model
 
@@ -31,7 +32,7 @@ def run_case(batch, seq_len, recompute, steps, layers):
     bert = build_transformer_model(recompute=recompute, hierarchical_position=seq_len > 512, **config)
     output = keras.layers.Dense(2, activation='softmax')(ExtractToken(0)(bert.output))
     model = keras.Model(bert.inputs, output)
-    model.compile(optimizer=keras.optimizers.Adam(2e-5), loss='sparse_categorical_crossentropy')
+    model.compile(optimizer=Adam(2e-5), loss='sparse_categorical_crossentropy')
     model.optimizer.build(model.trainable_variables)
     token_ids, segment_ids = random_token_batch(batch, seq_len, config['vocab_size'])
     labels = np.zeros((batch,), 'int32')

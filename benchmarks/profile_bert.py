@@ -81,14 +81,14 @@ def main(argv=None):
 
     import tensorflow as tf
     from benchmarks.bench_bert import build_classifier
-    from bert4keras_ext.backend import keras
+    from bert4keras_ext.optimizers import Adam
     peak = measure_matmul_peak()
     config = bert_base_config(layers=args.layers)
     token_ids, segment_ids = random_token_batch(args.batch, args.seq, config['vocab_size'])
     bert, classifier = build_classifier(config)
     if args.what == 'train':
         labels = tf.constant(token_ids[:, 1] % 2)
-        classifier.compile(optimizer=keras.optimizers.Adam(2e-5), loss='sparse_categorical_crossentropy')
+        classifier.compile(optimizer=Adam(2e-5), loss='sparse_categorical_crossentropy')
         run = lambda: classifier.train_on_batch([token_ids, segment_ids], labels)  # noqa: E731
         flops = 3 * bert_forward_flops(args.seq, layers=args.layers) * args.batch
     else:

@@ -192,12 +192,13 @@ def slot(optimizer, variable, suffix):
 # ------------------------------------------------------------------------------------------------
 # One extension at a time
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('fused', [True, False], ids=['fused-kernel', 'composed'])
 @pytest.mark.parametrize('bias_correction', [True, False])
-def test_bert4keras_adam(bias_correction):
+def test_bert4keras_adam(bias_correction, fused):
     init, grad_fn = make_problem(6)
     # without bias correction the first steps are ~3x lr, so a smaller rate keeps the toy well conditioned
     lr = 0.05 if bias_correction else 0.01
-    actual, _ = run_keras(O.Adam(lr, bias_correction=bias_correction, **ADAM), init, grad_fn, 6)
+    actual, _ = run_keras(O.Adam(lr, bias_correction=bias_correction, fused=fused, **ADAM), init, grad_fn, 6)
     expected = numpy_reference(init, grad_fn, 6, base='b4k_adam', lr=lr, epsilon=1e-6, bias_correction=bias_correction)
     assert_close(actual, expected['theta'])
 
