@@ -33,7 +33,7 @@ setup(
         'tqdm',
     ],
     extras_require={
-        'test': ['pytest'],
+        'test': ['pytest', 'jieba'],  # jieba: so the suite covers WoBERT
         'wobert': ['jieba'],
     },
     entry_points={

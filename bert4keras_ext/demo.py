@@ -138,6 +138,7 @@ def run_demo(data_dir=None, work_dir=None, epochs=None, mlm_epochs=None, maxlen=
     from bert4keras_ext.checkpoints import make_random_checkpoint
     from bert4keras_ext.layers import ExtractToken
     from bert4keras_ext.models import build_transformer_model
+    from bert4keras_ext.optimizers import Adam
     from bert4keras_ext.tokenizers import Tokenizer
 
     keras.utils.set_random_seed(seed)
@@ -174,7 +175,7 @@ def run_demo(data_dir=None, work_dir=None, epochs=None, mlm_epochs=None, maxlen=
     print('[2/4] masked-LM adaptation on the task text (%d epochs)' % mlm_epochs)
     mlm = build_transformer_model(pretrained['config'], pretrained['checkpoint'], with_mlm='linear',
                                   return_keras_model=False)
-    mlm.model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    mlm.model.compile(optimizer=Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     for _ in range(mlm_epochs):  # fresh masks each epoch
         masked, targets, weights = mask_tokens(train_t, tokenizer, rng)
@@ -192,7 +193,7 @@ def run_demo(data_dir=None, work_dir=None, epochs=None, mlm_epochs=None, maxlen=
     cls = keras.layers.Dropout(0.1, name='Classifier-Dropout')(cls)
     probs = keras.layers.Dense(2, activation='softmax', name='Classifier')(cls)
     classifier = keras.Model(bert.inputs, probs)
-    classifier.compile(optimizer=keras.optimizers.Adam(2e-4), loss='sparse_categorical_crossentropy',
+    classifier.compile(optimizer=Adam(2e-4), loss='sparse_categorical_crossentropy',
                        metrics=['accuracy'])
     classifier.fit([train_t, train_s], train_y, batch_size=32, epochs=epochs, verbose=verbose,
                    validation_data=([valid_t, valid_s], valid_y))

@@ -33,6 +33,7 @@ from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment, m
 from bert4keras_ext.gibbs import gibbs_sample
 from bert4keras_ext.metrics import ngram_hit_rate
 from bert4keras_ext.models import build_transformer_model
+from bert4keras_ext.optimizers import Adam
 from bert4keras_ext.snippets import sequence_padding
 from bert4keras_ext.tokenizers import Tokenizer
 
@@ -44,7 +45,7 @@ def adapt(model, tokenizer, texts, maxlen, epochs, rng, rate=0.4, batch_size=32,
     targets per epoch, which matters more in a one-minute run than matching pre-training exactly.
     """
     token_ids = sequence_padding([tokenizer.encode(t, maxlen=maxlen)[0] for t in texts])
-    model.compile(optimizer=keras.optimizers.Adam(lr),
+    model.compile(optimizer=Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     losses = []
     for _ in range(epochs):

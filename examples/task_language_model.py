@@ -35,6 +35,7 @@ from bert4keras_ext.generation import CachedDecoder
 from bert4keras_ext.layers import Loss
 from bert4keras_ext.metrics import ngram_hit_rate
 from bert4keras_ext.models import build_transformer_model
+from bert4keras_ext.optimizers import Adam
 from bert4keras_ext.snippets import DataGenerator, sequence_padding
 from bert4keras_ext.tokenizers import Tokenizer, load_vocab
 
@@ -172,7 +173,7 @@ def main(argv=None):
     model = transformer.model
     output = CrossEntropy(1)([model.inputs[0], model.output])
     train_model = keras.Model(model.inputs, output)
-    train_model.compile(optimizer=keras.optimizers.Adam(lr))
+    train_model.compile(optimizer=Adam(lr))
 
     results = {'perplexity_before': perplexity(model, tokenizer, valid, maxlen)}
     train_generator = data_generator(train, tokenizer, maxlen, batch_size)

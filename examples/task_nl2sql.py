@@ -136,6 +136,7 @@ def main(argv=None):
     """Run the example; returns a dict with the accuracies, losses and timings it printed."""
     from bert4keras_ext.backend import keras
     from bert4keras_ext.checkpoints import load_config
+    from bert4keras_ext.optimizers import Adam
     from bert4keras_ext.tasks.nl2sql.model import WarmupDecay, build_nl2sql_models
     from bert4keras_ext.tasks.nl2sql.pipeline import (
         NL2SQLBatches, dataset_loss, encode_examples, predict_sql, training_dataset,
@@ -175,7 +176,7 @@ def main(argv=None):
                                                      **bert_options)
     steps = -(-len(items) // batch_size)
     schedule = WarmupDecay(peak_lr, warmup_steps=steps, decay_steps=decay_epochs * steps, floor=floor_lr)
-    train_model.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=False)
+    train_model.compile(optimizer=Adam(schedule), jit_compile=False)
     probe = [items[i] for i in np.random.RandomState(args.seed).permutation(len(items))[:256]]
     loss_before = dataset_loss(train_model, probe)
     print('[4/5] training %d epochs × %d steps (batch %d; lr: 1-epoch warm-up to %g, %d-epoch decay to %g); '

@@ -180,6 +180,7 @@ def main(argv=None):
     from bert4keras_ext.demo import build_vocab
     from bert4keras_ext.gplinker import triple_prf
     from bert4keras_ext.losses import sparse_global_pointer_crossentropy
+    from bert4keras_ext.optimizers import Adam
     from bert4keras_ext.tokenizers import Tokenizer
 
     start = time.perf_counter()
@@ -223,7 +224,7 @@ def main(argv=None):
     train_ids, train_labels, _, _ = encode_dataset(tokenizer, train, predicate2id, maxlen)
     valid_ids, _, valid_maps, valid_gold = encode_dataset(tokenizer, valid, predicate2id, maxlen)
     model = build_model(config_path, checkpoint_path, len(predicates), head_size, efficient=args.efficient)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=[sparse_global_pointer_crossentropy] * 3)
+    model.compile(optimizer=Adam(lr), loss=[sparse_global_pointer_crossentropy] * 3)
     model.fit([train_ids, np.zeros_like(train_ids)], train_labels, batch_size=batch_size, epochs=epochs,
               verbose=0 if args.quiet else 1)
 

@@ -127,6 +127,7 @@ def main(argv=None):
     from bert4keras_ext.layers import ExtractToken
     from bert4keras_ext.losses import in_batch_am_softmax_loss, spearman_correlation
     from bert4keras_ext.models import build_transformer_model
+    from bert4keras_ext.optimizers import Adam
     from bert4keras_ext.snippets import sequence_padding
     from bert4keras_ext.tokenizers import Tokenizer
 
@@ -176,7 +177,7 @@ def main(argv=None):
     encoder = keras.Model(bert.inputs, ExtractToken(0, name='CLS')(bert.output))
     loss = functools.partial(in_batch_am_softmax_loss, scale=args.scale, margin=args.margin)
     loss.__name__ = 'in_batch_am_softmax_loss'
-    encoder.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    encoder.compile(optimizer=Adam(lr), loss=loss)
 
     def embed(texts):
         ids = encode(texts)

@@ -23,6 +23,7 @@ from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkp
 from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: N813
 from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
 from bert4keras_ext.models import build_transformer_model
+from bert4keras_ext.optimizers import Adam
 from bert4keras_ext.tokenizers import Tokenizer
 
 
@@ -79,7 +80,7 @@ def main(argv=None):
     output = keras.layers.Lambda(lambda x: x[:, 0], name='CLS-token')(albert.model.output)
     output = keras.layers.Dense(units=2, activation='softmax', kernel_initializer=albert.initializer)(output)
     model = keras.models.Model(albert.model.input, output)
-    model.compile(loss='sparse_categorical_crossentropy', optimizer=keras.optimizers.Adam(learning_rate),
+    model.compile(loss='sparse_categorical_crossentropy', optimizer=Adam(learning_rate),
                   metrics=['accuracy'])
 
     train_generator = data_generator(train, tokenizer, maxlen, args.batch_size)

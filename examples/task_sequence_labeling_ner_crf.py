@@ -157,6 +157,7 @@ def main(argv=None):
     from bert4keras_ext.demo import build_vocab
     from bert4keras_ext.heads import ConditionalRandomField
     from bert4keras_ext.models import build_transformer_model
+    from bert4keras_ext.optimizers import Adam
     from bert4keras_ext.spans import span_prf
     from bert4keras_ext.tokenizers import Tokenizer
 
@@ -204,7 +205,7 @@ def main(argv=None):
     emissions = keras.layers.Dense(2 * len(types) + 1, name='Tag-Scores')(bert.output)
     crf = ConditionalRandomField(lr_multiplier=multiplier, name='CRF')
     model = keras.Model(bert.inputs, crf([emissions, bert.inputs[0]]))  # token ids as the padding mask
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=crf.sparse_loss, metrics=[crf.sparse_accuracy])
+    model.compile(optimizer=Adam(lr), loss=crf.sparse_loss, metrics=[crf.sparse_accuracy])
 
     class Evaluator(keras.callbacks.Callback):
         """Entity F1 on the validation sentences after every epoch (Viterbi-decoded); keeps the best weights."""
