@@ -33,7 +33,7 @@ import numpy as np
 
 from bert4keras_ext.viterbi import ViterbiDecoder, viterbi_decode  # noqa: F401  (re-exported)
 
-__all__ = ['AutoRegressiveDecoder', 'Beam', 'ViterbiDecoder', 'viterbi_decode']
+__all__ = ['AutoRegressiveDecoder', 'Beam', 'ViterbiDecoder', 'sample_rows', 'viterbi_decode']
 
 _NEG = -1e30  # log-probability of a forbidden token (finite, so arithmetic stays NaN-free)
 
@@ -41,6 +41,61 @@ _NEG = -1e30  # log-probability of a forbidden token (finite, so arithmetic stay
 def _log_softmax(logits):
     logits = logits - logits.max(axis=-1, keepdims=True)
     return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+
+
+def sample_rows(probas, rng=np.random):
+    """One token id per row of (rows, vocab) probabilities, in one vectorised pass.
+
+    Draws exactly what ``[rng.choice(vocab, p=row) for row in probas]`` draws (same uniforms from
+    `rng`, same normalised-cumsum inverse CDF with ``searchsorted(side='right')``), without the Python
+    loop over rows (4 rows of 21k tokens: 0.37 ms per step instead of 0.64 ms).
+    """
+    cdf = np.cumsum(probas, axis=1)
+    cdf /= cdf[:, -1:]
+    uniforms = rng.random_sample(len(probas))
+    return (cdf <= uniforms[:, None]).sum(axis=1)
+
+
+def _top_p_keep(probas, topp, width=64):
+    """(rows, vocab) bool: the tokens kept while the mass before them is below `topp`, in the order of a
+    stable descending sort (probability, then token id), so the token that reaches p is kept.
+
+    A full stable sort costs ~2.5 ms per 21k-token row on the host, and the top-p set is usually a
+    small head: each row's `width` largest tokens are ordered first (argpartition, then a sort of
+    those), widening until, in every row, the mass reaches p before the values tied with the cut
+    begin (the only place where the partial order may differ from the full one), or everything past
+    the cut has probability 0 (flags there change nothing). The result equals the full sort's.
+    """
+    rows, vocab = probas.shape
+    partial_rounds = 0  # at most two before the full sort, which bounds the cost of a long tail
+    while True:
+        if width >= vocab:
+            order = np.argsort(-probas, axis=1, kind='stable')
+        else:
+            partial_rounds += 1
+            order = np.argpartition(-probas, width - 1, axis=1)[:, :width]
+            values = np.take_along_axis(probas, order, axis=1)
+            order = np.take_along_axis(order, np.lexsort((order, -values), axis=1), axis=1)
+        sorted_p = np.take_along_axis(probas, order, axis=1)
+        # the mass *before* each token (a shifted cumsum, free of the rounding of cumsum - p)
+        before = np.concatenate([np.zeros((rows, 1)), np.cumsum(sorted_p, axis=1)[:, :-1]], axis=1)
+        if width < vocab:
+            cut = sorted_p[:, -1]
+            first_tie = np.argmax(sorted_p == cut[:, None], axis=1)
+            settled = (cut == 0) | (before[np.arange(rows), first_tie] >= topp)
+            if not settled.all():
+                # every token past the cut has at most the cut's probability, so an unsettled row needs
+                # at least (p − mass so far) / cut more; when that is a large part of the vocabulary,
+                # one full sort is cheaper than further partitions
+                mass = before[~settled, -1] + sorted_p[~settled, -1]
+                needed = np.max((topp - mass) / cut[~settled])
+                width = max(2 * width, width + int(1.25 * needed) + 1)
+                if width > vocab // 8 or partial_rounds == 2:
+                    width = vocab
+                continue
+        keep = np.zeros(probas.shape, dtype=bool)
+        np.put_along_axis(keep, order, before < topp, axis=1)
+        return keep
 
 
 class Beam:
@@ -240,7 +295,7 @@ class AutoRegressiveDecoder(object):
                 output_ids = np.repeat(output_ids, n, axis=0)
                 states = self._reorder_states(states, np.zeros(n, dtype=int))
             probas = self.filter_probas(np.exp(log_probs), topk, topp, always_allow_end)
-            sample_ids = np.array([rng.choice(len(p), p=p) for p in probas]).reshape((-1, 1))
+            sample_ids = sample_rows(probas, rng).reshape((-1, 1))
             output_ids = np.concatenate([output_ids, sample_ids], 1)
             end_counts = (output_ids == self.end_id).sum(1)
             done = (output_ids[:, -1] == self.end_id) & (end_counts >= min_ends)
@@ -277,15 +332,8 @@ class AutoRegressiveDecoder(object):
         if topp is not None:
             filtered = np.where(keep, probas, 0.0)
             filtered /= filtered.sum(axis=1, keepdims=True)
-            order = np.argsort(-filtered, axis=1, kind='stable')
-            sorted_p = np.take_along_axis(filtered, order, axis=1)
-            # keep a token while the mass *before* it is below p (so the one reaching p is kept);
-            # the shifted cumsum avoids the rounding of cumsum - p
-            before = np.concatenate([np.zeros((len(sorted_p), 1)), np.cumsum(sorted_p, axis=1)[:, :-1]], axis=1)
-            keep_sorted = before < topp
-            keep_top = np.zeros_like(keep)
-            np.put_along_axis(keep_top, order, keep_sorted, axis=1)
-            keep &= keep_top
+            # top-k left at most k tokens with mass: ordering k + 1 of them settles every row
+            keep &= _top_p_keep(filtered, topp, width=topk + 1 if topk is not None else 64)
         if always_allow_end and self.end_id is not None:
             keep[:, self.end_id] |= probas[:, self.end_id] > 0
         probas = np.where(keep, probas, 0.0)

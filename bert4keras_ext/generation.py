@@ -31,7 +31,7 @@ much as a quarter of a step).
 import numpy as np
 
 from bert4keras_ext.backend import keras, ops
-from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, _log_softmax
+from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, _log_softmax, sample_rows
 
 __all__ = ['IncrementalModel', 'CachedDecoder']
 
@@ -463,7 +463,7 @@ class CachedDecoder(AutoRegressiveDecoder):
             log_probs = self.adjust_scores(_log_softmax(logits / temperature), outputs,
                                            no_repeat_ngram_size, repetition_penalty)
             probas = self.filter_probas(np.exp(log_probs), topk, topp, always_allow_end)
-            sampled = np.array([rng.choice(len(p), p=p) for p in probas])
+            sampled = sample_rows(probas, rng)
             outputs = np.concatenate([outputs, sampled[:, None]], 1)
             done = (sampled == self.end_id) & ((outputs == self.end_id).sum(1) >= min_ends)
             if step == self.maxlen - 1:

@@ -320,6 +320,74 @@ def test_top_k_ties_go_to_the_lowest_ids():
         np.testing.assert_allclose(decoder.filter_probas(probas, topk=topk), expected, rtol=0, atol=1e-12)
 
 
+def test_top_k_then_top_p_equals_stable_sorts_by_hand():
+    """top-k then top-p (the candidates-only sort) equals the definition done with Python sorts:
+    keep the k best (ties by token id), renormalise, keep tokens while the mass before them is < p."""
+    decoder = AutoRegressiveDecoder(start_id=None, end_id=2, maxlen=5)
+    rng = np.random.RandomState(8)
+    for trial in range(300):
+        vocab = rng.randint(2, 16)
+        probas = rng.choice([0.0, 1.0, 2.0, 3.0], size=(3, vocab)) + (rng.rand(3, vocab) if trial % 2 else 0)
+        probas[:, 0] += 0.5
+        probas /= probas.sum(axis=1, keepdims=True)
+        # p values no cumulative mass here can equal (a mass exactly at p is decided by rounding)
+        topk, topp = rng.randint(1, vocab + 2), [0.2071, 0.5113, 0.8909, 1.0][trial % 4]
+        expected = np.zeros_like(probas)
+        for row, p in enumerate(probas):
+            kept = sorted(range(vocab), key=lambda i: (-p[i], i))[:topk]
+            mass, total, chosen = 0.0, sum(p[i] for i in kept), []
+            for i in kept:  # already in descending order
+                if mass < topp:
+                    chosen.append(i)
+                mass += p[i] / total
+            expected[row, chosen] = p[chosen]
+        expected /= expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(decoder.filter_probas(probas, topk=topk, topp=topp), expected,
+                                   rtol=0, atol=1e-12)
+
+
+def test_top_p_over_a_large_vocabulary_equals_a_full_stable_sort():
+    """top-p alone orders only each row's head when that settles it (peaked rows, ties at the cut,
+    long tails that fall back to the full sort): the kept set must equal the full stable sort's."""
+    decoder = AutoRegressiveDecoder(start_id=None, end_id=2, maxlen=5)
+    rng = np.random.RandomState(9)
+    for trial in range(60):
+        vocab = [300, 1000][trial % 2]
+        kind = trial % 3
+        if kind == 0:    # peaked: the head holds the mass
+            probas = np.exp(rng.randn(3, vocab) * 4)
+        elif kind == 1:  # few distinct values: many ties, also at the cut
+            probas = rng.choice([0.0, 1.0, 2.0, 8.0], size=(3, vocab), p=[0.3, 0.4, 0.25, 0.05])
+        else:            # nearly flat: needs most of the vocabulary
+            probas = rng.rand(3, vocab) + 1.0
+        probas /= probas.sum(axis=1, keepdims=True)
+        topp = [0.3013, 0.7011, 0.9497][trial % 3]
+        expected = np.zeros_like(probas)
+        for row, p in enumerate(probas):
+            mass, chosen = 0.0, []
+            for i in sorted(range(vocab), key=lambda i: (-p[i], i)):
+                if mass >= topp:
+                    break
+                chosen.append(i)
+                mass += p[i]
+            expected[row, chosen] = p[chosen]
+        expected /= expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(decoder.filter_probas(probas, topp=topp), expected, rtol=0, atol=1e-12)
+
+
+def test_sample_rows_draws_what_numpy_choice_draws():
+    """The vectorised sampler takes the same uniforms and tokens as numpy's per-row `choice`."""
+    from bert4keras_ext.decoders import sample_rows
+    for seed in range(10):
+        probas = np.random.RandomState(seed).dirichlet(np.full(40, 0.3), size=6)
+        probas[:, ::5] = 0.0  # forbidden tokens are never drawn
+        probas /= probas.sum(axis=1, keepdims=True)
+        reference, ours = np.random.RandomState(seed + 50), np.random.RandomState(seed + 50)
+        expected = [reference.choice(probas.shape[1], p=row) for row in probas]
+        np.testing.assert_array_equal(sample_rows(probas, ours), expected)
+        assert reference.random_sample() == ours.random_sample()  # the stream continues in step
+
+
 def test_cached_decoder_errors(tiny_bert):
     encoder = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], return_keras_model=False)
     with pytest.raises(ValueError, match='needs a model with an MLM head'):
