@@ -2,9 +2,11 @@
 
     python benchmarks/bench_bert.py                       # 12 × 768, batch 16 × 128, both jit modes
     python benchmarks/bench_bert.py --jit off --steps 3   # quicker
+    python benchmarks/bench_bert.py --jit off --policy mixed_bfloat16   # 16-bit matmuls (CPUs with AVX512_BF16/AMX)
 
-Random weights (no checkpoint needed). Prints the machine's float32 matmul GFLOP/s measured in the same
-process and the fraction of it each mode reaches (matmul FLOPs only; see common.bert_forward_flops).
+Random weights (no checkpoint needed). Prints the machine's matmul GFLOP/s in the model's compute dtype
+(float32, or bfloat16/float16 under --policy) measured in the same process and the fraction of it each
+mode reaches (matmul FLOPs only; see common.bert_forward_flops).
 A fine-tuning step is forward + backward + Adam (bert4keras_ext.optimizers.Adam, the fused update) on a
 [CLS] classifier, i.e. ~3× the forward FLOPs.
 """
@@ -71,20 +73,35 @@ def main(argv=None):
     parser.add_argument('--train-jit', choices=['off', 'on', 'both'], default=None,
                         help='jit modes of the fine-tuning step (default: as --jit)')
     parser.add_argument('--skip-train', action='store_true')
+    parser.add_argument('--policy', choices=['float32', 'mixed_bfloat16', 'mixed_float16'], default='float32',
+                        help='Keras dtype policy of the model; fractions are then of the 16-bit matmul peak')
     parser.add_argument('--json', help='also write the figures to this JSON file')
     args = parser.parse_args(argv)
+    from bert4keras_ext.backend import keras
+    previous_policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(args.policy)
+    try:
+        return _run(args)
+    finally:  # run.py goes on with other parts in the same process
+        keras.mixed_precision.set_global_policy(previous_policy)
 
-    peak = measure_matmul_peak()
+
+def _run(args):
+    from bert4keras_ext.backend import keras
+    peak_dtype = keras.mixed_precision.global_policy().compute_dtype
+    peak = measure_matmul_peak(dtype=peak_dtype)
     config = bert_base_config(layers=args.layers)
     token_ids, segment_ids = random_token_batch(args.batch, args.seq, config['vocab_size'])
     flops = bert_forward_flops(args.seq, layers=args.layers) * args.batch
-    print('machine: %s; float32 matmul peak %.1f GFLOP/s' % (runtime_description(), peak))
+    print('machine: %s; %s matmul peak %.1f GFLOP/s' % (runtime_description(), peak_dtype, peak))
+    if args.policy != 'float32':
+        print('dtype policy: %s (variables float32, matmuls in %s)' % (args.policy, peak_dtype))
     print('model: BERT %d layers × 768, vocab 21128; batch %d × %d tokens; %.1f GFLOP per forward batch'
           % (args.layers, args.batch, args.seq, flops / 1e9))
 
     bert, classifier = build_classifier(config)
     results = {'peak_gflops': peak, 'batch': args.batch, 'seq_len': args.seq, 'layers': args.layers,
-               'runtime': runtime_description()}
+               'runtime': runtime_description(), 'policy': args.policy, 'peak_dtype': peak_dtype}
     modes = {'off': [False], 'on': [True], 'both': [False, True]}[args.jit]
     print('%-26s %10s %12s %9s %10s' % ('measurement', 'seq/s', 'GFLOP/s', '% peak', 'compile s'))
     for jit in modes:
@@ -105,7 +122,7 @@ def main(argv=None):
                             'compile_s': compile_s}
             print('%-26s %10.2f %12.1f %8.1f%% %10.1f' % (key, args.batch / seconds, gflops, 100 * gflops / peak,
                                                          compile_s))
-    after = measure_matmul_peak()
+    after = measure_matmul_peak(dtype=peak_dtype)
     if after > peak:  # the ceiling measured after the work was higher: quote against it
         print('matmul peak re-measured after the run: %.1f GFLOP/s; fractions use it' % after)
         for key, value in results.items():

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 PEAK_SHAPES = ((2048, 2048, 2048), (2048, 768, 3072), (2048, 3072, 768))
 
 
-def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0, with_numpy=True):
+def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0, with_numpy=True, dtype='float32'):
     """Best float32 GFLOP/s this machine reaches over a few matmul shapes, TensorFlow's and numpy's BLAS.
 
     Shapes: a square 2048³ one and BERT-base's feed-forward ones at 16 × 128 tokens; each is a chain
@@ -25,13 +25,17 @@ def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0, with_numpy=T
     kernels TensorFlow happens to use in this process. On a shared machine a neighbour can slow any
     single run, so benchmarks measure this before and after their work and keep the larger value: a
     depressed ceiling would flatter the fractions.
+
+    ``dtype='bfloat16'`` measures the 16-bit ceiling a ``mixed_bfloat16`` model is held to (TensorFlow
+    only: numpy has no bfloat16).
     """
     import tensorflow as tf
     best = 0.0
+    with_numpy = with_numpy and dtype == 'float32'
     for m, k, n in shapes:
-        a = tf.random.normal((m, k), dtype='float32')
-        b = tf.random.normal((k, n), dtype='float32')
-        c = tf.random.normal((n, k), dtype='float32')
+        a = tf.cast(tf.random.normal((m, k)), dtype)
+        b = tf.cast(tf.random.normal((k, n)), dtype)
+        c = tf.cast(tf.random.normal((n, k)), dtype)
 
         @tf.function
         def chain(x):
@@ -59,6 +63,17 @@ def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0, with_numpy=T
                 if i >= 2 and time.perf_counter() > deadline:
                     break
     return best
+
+
+def cpu_has_bf16():
+    """Whether the CPU multiplies bfloat16 natively (AVX512_BF16 or AMX), where `mixed_bfloat16` pays
+    off; elsewhere TensorFlow emulates it and it is slower than float32. Read from /proc/cpuinfo."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((line for line in f if line.startswith('flags')), '').split()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
 def runtime_description():

@@ -39,6 +39,13 @@ def main(argv=None):
         # XLA training is left out here: measured slower than plain (see docs/performance.md) and a
         # 60-70 s compilation; `python benchmarks/bench_bert.py` times it
         record['results']['bert_16x128'] = bench_bert.main(['--steps', '2', '--train-jit', 'off'])
+        from benchmarks.common import cpu_has_bf16
+        if cpu_has_bf16():  # a switch for users (keras.mixed_precision), not a default: it changes numerics
+            print('\n== BERT-base, batch 16 × 128, mixed_bfloat16 (this CPU multiplies bfloat16 natively) ==')
+            record['results']['bert_16x128_bf16'] = bench_bert.main(
+                ['--steps', '2', '--jit', 'off', '--policy', 'mixed_bfloat16'])
+        else:
+            print('\n(mixed_bfloat16 skipped: no AVX512_BF16/AMX on this CPU, where TensorFlow emulates it)')
     if 'bert512' in args.only:
         from benchmarks import bench_bert
         print('\n== BERT-base, batch 4 × 512: inference ==')

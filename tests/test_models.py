@@ -272,3 +272,23 @@ def test_sequence_output_carries_the_padding_mask(tiny_bert):
     sequence, mean = model.predict([token_ids, segment_ids], verbose=0)
     for row, length in enumerate([9, 4]):
         assert np.abs(mean[row] - sequence[row, :length].mean(0)).max() <= 1e-5
+
+
+@pytest.mark.parametrize('shape', [(3, 5, 8), (2, 3, 4, 8)])
+def test_flat_dense_equals_the_affine_map(shape):
+    """FlatDense (2-D matmul + BiasAdd, used inside the blocks) computes gelu(x·W + b) on any rank,
+    under tf.function with unknown batch/length too, and keeps Dense's weights."""
+    from bert4keras_ext.backend import get_activation
+    from bert4keras_ext.layers import FlatDense
+    from numpy_reference import gelu_erf
+    rng = np.random.RandomState(0)
+    x = rng.randn(*shape).astype('float32')
+    layer = FlatDense(6, activation=get_activation('gelu'))
+    layer.build(shape)
+    layer.set_weights([rng.randn(8, 6).astype('float32'), rng.randn(6).astype('float32')])
+    kernel, bias = layer.get_weights()
+    assert [w.path.split('/')[-1] for w in layer.weights] == ['kernel', 'bias']
+    expected = gelu_erf(x.astype('float64') @ kernel + bias)
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, rtol=1e-5, atol=1e-5)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec((None,) * (len(shape) - 1) + (8,), 'float32')])
+    np.testing.assert_allclose(traced(tf.constant(x)).numpy(), expected, rtol=1e-5, atol=1e-5)
