@@ -27,7 +27,7 @@ __version__ = '0.1.0'
 def _prefer_onednn_kernels():
     """Set TF_ENABLE_ONEDNN_OPTS=1 if TensorFlow is not loaded yet, the user has not chosen, and the CPU is x86-64.
 
-    Chosen by measurement (benchmarks/bench_bert.py in interleaved pairs, 2-core AMD EPYC, TensorFlow
+    Chosen by measurement (benchmarks/bench_bert.py in interleaved pairs, 2-core AVX2 AMD EPYC, TensorFlow
     2.21): 2048³ matmul 118 → 156 GFLOP/s, BERT-base 16 × 128 fine-tuning step +19-25%, inference +3-17%,
     beam-search decoding 12.8 → 14.9 tokens/s. Other architectures keep TensorFlow's default.
     """
