@@ -16,7 +16,7 @@ PEAK_SHAPES = ((2048, 2048, 2048), (2048, 768, 3072), (2048, 3072, 768))
 
 
 def measure_matmul_peak(shapes=PEAK_SHAPES, repeats=4, seconds=4.0, with_numpy=True, dtype='float32'):
-    """Best float32 GFLOP/s this machine reaches over a few matmul shapes, TensorFlow's and numpy's BLAS.
+    """Best GFLOP/s (float32 unless `dtype` says otherwise) this machine reaches over a few matmul shapes.
 
     Shapes: a square 2048³ one and BERT-base's feed-forward ones at 16 × 128 tokens; each is a chain
     of 8 dependent matmuls, timed at least 3 times, and the best run of the best shape and library is
