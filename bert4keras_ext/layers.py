@@ -65,9 +65,15 @@ class Embedding(keras.layers.Embedding):
         return ops.matmul(inputs, ops.transpose(kernel))
 
     def compute_mask(self, inputs, mask=None):
-        if 'float' in keras.backend.standardize_dtype(inputs.dtype):  # dense mode
+        if self._is_dense_mode_input(inputs):
             return mask
         return super().compute_mask(inputs, mask)
+
+    def _is_dense_mode_input(self, inputs):
+        """Hidden states (b, ..., output_dim) rather than ids. Ids may be float: models built here take
+        float ids as bert4keras' do, so the dtype alone does not tell."""
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        return 'float' in dtype and len(inputs.shape) >= 3 and inputs.shape[-1] == self.output_dim
 
     def compute_output_shape(self, input_shape, mode='embedding'):
         if mode == 'dense':
@@ -721,3 +727,20 @@ from bert4keras_ext.heads import (  # noqa: E402,F401
 
 __all__ += ['ConditionalRandomField', 'MaximumEntropyMarkovModel', 'GlobalPointer', 'EfficientGlobalPointer',
             'AMSoftmaxDense']
+
+# The rest of bert4keras' layers module (extra_layers.py, positions.py) and the backend functions it
+# re-exported, so ``from bert4keras_ext.layers import ScaleOffset, sequence_masking`` works as in bert4keras.
+from bert4keras_ext.backend import (  # noqa: E402,F401
+    align, apply_rotary_position_embeddings, attention_normalize, recompute_grad, sequence_masking,
+    sinusoidal_embeddings,
+)
+from bert4keras_ext.extra_layers import (  # noqa: E402,F401
+    BatchConcat, BatchSplit, Concatenate1D, GlobalAveragePooling1D, GlobalMaxPooling1D, Layer, ScaleOffset,
+    integerize_shape,
+)
+from bert4keras_ext.positions import RelativePositionEmbedding, SinusoidalPositionEmbedding  # noqa: E402,F401
+
+__all__ += ['Layer', 'ScaleOffset', 'Concatenate1D', 'BatchSplit', 'BatchConcat', 'GlobalAveragePooling1D',
+            'GlobalMaxPooling1D', 'SinusoidalPositionEmbedding', 'RelativePositionEmbedding', 'align',
+            'apply_rotary_position_embeddings', 'attention_normalize', 'integerize_shape', 'recompute_grad',
+            'sequence_masking', 'sinusoidal_embeddings']

@@ -33,6 +33,10 @@ class Transformer:
     created once per name and reused when the name comes again (this is how ALBERT shares one block).
     """
 
+    # Inputs are float ids, as in bert4keras (Keras' default Input dtype there): scripts do arithmetic on
+    # them (a UniLM loss multiplies by the segment ids), and the embeddings cast them to int32 to look up.
+    input_dtype = 'float32'
+
     def __init__(self, vocab_size, hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,
                  hidden_act='gelu', dropout_rate=None, attention_dropout_rate=None, embedding_size=None,
                  attention_head_size=None, attention_key_size=None, sequence_length=None, keep_tokens=None,
@@ -74,12 +78,26 @@ class Transformer:
         self.attention_bias = None
         self._previous_scores = None  # RealFormer: the last attention layer's pre-softmax scores
         self.built = False
+        self.layer_norm_conds = [None, None, 'linear']
+        self.layer_norm_epsilon = 1e-12
         self.initializer = keras.initializers.TruncatedNormal(stddev=0.02)
         self._unused_kwargs = kwargs
 
     # ----------------------------------------------------------------------------------- building
-    def build(self, **kwargs):
-        """Create `self.model` (a keras.Model) from `get_inputs` → `call`.
+    def build(self, attention_caches=None, layer_norm_cond=None, layer_norm_cond_hidden_size=None,
+              layer_norm_cond_hidden_act=None, additional_input_layers=None, **kwargs):
+        """Create `self.model` (a keras.Model) from `get_inputs` → `call`, as bert4keras' `build`.
+
+        Args:
+            layer_norm_cond: a tensor (b, c) (or (b, n, c)) that conditions every LayerNormalization
+                (Conditional Layer Normalization, kexue.fm/archives/7124): gamma and beta are shifted by
+                zero-initialised projections of it, so a pretrained model starts out unchanged.
+            layer_norm_cond_hidden_size: optional bottleneck width for that projection.
+            layer_norm_cond_hidden_act: activation of the bottleneck (default 'linear').
+            additional_input_layers: Input tensor(s) appended to the model's inputs (typically the
+                Input that `layer_norm_cond` is computed from).
+            attention_caches: bert4keras' static key/value caches; not supported here (decoding caches
+                live in `bert4keras_ext.generation.CachedDecoder`), so a value raises an error.
 
         With `recompute=True` (bert4keras' RECOMPUTE=1, as an argument) every attention and
         feed-forward layer is rematerialised: its internals (attention scores and probabilities, the
@@ -87,10 +105,18 @@ class Transformer:
         """
         if self.built:
             return self.model
+        if attention_caches:
+            raise NotImplementedError(
+                'build(attention_caches=...) is not supported: for fast autoregressive decoding use '
+                'bert4keras_ext.generation.CachedDecoder, which keeps a key/value cache for every layer')
+        self.layer_norm_conds = [layer_norm_cond, layer_norm_cond_hidden_size,
+                                 layer_norm_cond_hidden_act or 'linear']
         inputs = self.get_inputs()
+        self.set_inputs(inputs, additional_input_layers)
         outputs = self.call(inputs)
-        self.set_inputs(inputs)
-        self.model = keras.Model(self.inputs, outputs, name=self.name)
+        self.set_outputs(outputs)
+        self.model = keras.Model(self.inputs, self.outputs if len(self.outputs) > 1 else self.outputs[0],
+                                 name=self.name)
         self.built = True
         return self.model
 
@@ -100,9 +126,33 @@ class Transformer:
             x = self.apply_main_layers(x, index)
         return self.apply_final_layers(x)
 
-    def set_inputs(self, inputs):
-        self.inputs = inputs if isinstance(inputs, list) else [inputs]
+    def set_inputs(self, inputs, additional_input_layers=None):
+        """Set `.inputs` (a list) and `.input` (the tensor, or the list when there are several)."""
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if additional_input_layers is not None:
+            if not isinstance(additional_input_layers, (list, tuple)):
+                additional_input_layers = [additional_input_layers]
+            inputs.extend(additional_input_layers)
+        self.inputs = inputs
         self.input = self.inputs[0] if len(self.inputs) == 1 else self.inputs
+
+    def set_outputs(self, outputs):
+        """Set `.outputs` (a list) and `.output` (the tensor, or the list when there are several)."""
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        self.outputs = outputs
+        self.output = self.outputs[0] if len(self.outputs) == 1 else self.outputs
+
+    def simplify(self, inputs):
+        """Drop the Nones from a list; a single survivor is returned bare (bert4keras' helper)."""
+        inputs = [i for i in inputs if i is not None]
+        return inputs[0] if len(inputs) == 1 else inputs
+
+    def apply_layer_norm(self, inputs, name):
+        """LayerNormalization named `name`, conditioned on `layer_norm_cond` when the model was built with one."""
+        cond, hidden_units, hidden_activation = self.layer_norm_conds
+        return self.apply(self.simplify([inputs, cond]), LayerNormalization, epsilon=self.layer_norm_epsilon,
+                          conditional=cond is not None, hidden_units=hidden_units,
+                          hidden_activation=hidden_activation, hidden_initializer=self.initializer, name=name)
 
     def prefixed(self, name):
         return None if name is None else self.prefix + name
@@ -193,6 +243,10 @@ class Transformer:
             if layer is None:
                 continue
             weights = layer.weights
+            if getattr(layer, 'conditional', False) and isinstance(layer, LayerNormalization):
+                # Conditional LN adds zero-initialised projections the checkpoint does not have (bert4keras
+                # loads gamma and beta only, too).
+                weights = weights[:len(names)]
             if len(weights) != len(names):
                 raise CheckpointError('layer %r has %d weights but the mapping names %d checkpoint variables: %s'
                                       % (layer.name, len(weights), len(names), names))
@@ -325,15 +379,15 @@ class BERT(Transformer):
             self.with_pool = True
 
     def get_inputs(self):
-        token_ids = self.apply(layer=keras.layers.Input, shape=(self.sequence_length,), dtype='int32',
+        token_ids = self.apply(layer=keras.layers.Input, shape=(self.sequence_length,), dtype=self.input_dtype,
                                name='Input-Token')
         inputs = [token_ids]
         if self.segment_vocab_size > 0:
-            segment_ids = self.apply(layer=keras.layers.Input, shape=(self.sequence_length,), dtype='int32',
+            segment_ids = self.apply(layer=keras.layers.Input, shape=(self.sequence_length,), dtype=self.input_dtype,
                                      name='Input-Segment')
             inputs.append(segment_ids)
         if self.custom_position_ids:
-            inputs.append(self.apply(layer=keras.layers.Input, shape=(self.sequence_length,), dtype='int32',
+            inputs.append(self.apply(layer=keras.layers.Input, shape=(self.sequence_length,), dtype=self.input_dtype,
                                      name='Input-Position'))
         return inputs
 
@@ -358,7 +412,7 @@ class BERT(Transformer):
                        input_dim=self.max_position, output_dim=self.embedding_size, merge_mode='add',
                        hierarchical=self.hierarchical_position, embeddings_initializer=self.initializer,
                        custom_position_ids=self.custom_position_ids, name='Embedding-Position')
-        x = self.apply(x, LayerNormalization, epsilon=self.layer_norm_epsilon, name='Embedding-Norm')
+        x = self.apply_layer_norm(x, 'Embedding-Norm')
         x = self.apply(x, keras.layers.Dropout, rate=self.dropout_rate, name='Embedding-Dropout')
         if self.embedding_size != self.hidden_size:
             x = self.apply(x, keras.layers.Dense, units=self.hidden_size, kernel_initializer=self.initializer,
@@ -397,13 +451,13 @@ class BERT(Transformer):
             y, self._previous_scores = y
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % attention_name)
         x = self.apply([x, y], Add, name='%s-Add' % attention_name)
-        x = self.apply(x, LayerNormalization, epsilon=self.layer_norm_epsilon, name='%s-Norm' % attention_name)
+        x = self.apply_layer_norm(x, '%s-Norm' % attention_name)
 
         y = self.apply(x, FeedForward, units=self.intermediate_size, activation=self.hidden_act,
                        kernel_initializer=self.initializer, recompute=self.recompute, name=feed_forward_name)
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % feed_forward_name)
         x = self.apply([x, y], Add, name='%s-Add' % feed_forward_name)
-        x = self.apply(x, LayerNormalization, epsilon=self.layer_norm_epsilon, name='%s-Norm' % feed_forward_name)
+        x = self.apply_layer_norm(x, '%s-Norm' % feed_forward_name)
         return x
 
     def apply_final_layers(self, inputs):
@@ -424,7 +478,7 @@ class BERT(Transformer):
             y = self.apply(x, keras.layers.Dense, units=self.embedding_size,
                            activation=get_activation(self.hidden_act), kernel_initializer=self.initializer,
                            name='MLM-Dense')
-            y = self.apply(y, LayerNormalization, epsilon=self.layer_norm_epsilon, name='MLM-Norm')
+            y = self.apply_layer_norm(y, 'MLM-Norm')
             y = self.apply(y, Embedding, arguments={'mode': 'dense'}, name='Embedding-Token')
             y = self.apply(y, BiasAdd, name='MLM-Bias')
             # float32 probabilities/logits even under a mixed-precision policy
@@ -613,6 +667,11 @@ _REQUIRED_CONFIG = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_atten
                     'max_position')
 
 
+# bert4keras passes these to Transformer.build(), not to the constructor
+_BUILD_ARGUMENTS = ('attention_caches', 'layer_norm_cond', 'layer_norm_cond_hidden_size',
+                    'layer_norm_cond_hidden_act', 'additional_input_layers')
+
+
 def _resolve_model_class(model, application):
     if isinstance(model, str):
         key = model.lower()
@@ -651,7 +710,9 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model='bert'
             `.layers`, `.save_weights_as_checkpoint`).
         **kwargs: override config entries and pass model options: with_pool, with_nsp, with_mlm,
             keep_tokens, compound_tokens, sequence_length, hierarchical_position, attention_scale,
-            residual_attention_scores, dropout_rate, name, prefix, ...
+            residual_attention_scores, dropout_rate, name, prefix, ...; and bert4keras' build arguments
+            layer_norm_cond, layer_norm_cond_hidden_size, layer_norm_cond_hidden_act,
+            additional_input_layers (Conditional Layer Normalization, see `Transformer.build`).
     """
     configs = {}
     if config_path is not None:
@@ -675,9 +736,10 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model='bert'
         configs.setdefault('with_mlm', True)
     if 'strict_layer_count' not in configs:
         configs['strict_layer_count'] = not explicit_layers
+    build_arguments = {k: configs.pop(k) for k in _BUILD_ARGUMENTS if k in configs}
     model_class = _resolve_model_class(model, application)
     transformer = model_class(**_known_arguments(model_class, configs))
-    transformer.build()
+    transformer.build(**build_arguments)
     if checkpoint_path is not None:
         transformer.load_weights_from_checkpoint(checkpoint_path)
     return transformer.model if return_keras_model else transformer
