@@ -115,7 +115,41 @@ class CheckpointReader:
         return self.shapes.get(name)
 
     def get(self, name):
-        return self._reader.get_tensor(name)
+        """The variable's value as a numpy array; a damaged data file raises CheckpointError naming it."""
+        try:
+            return self._reader.get_tensor(name)
+        except Exception as e:  # DataLoss (checksum), IndexError ("Read less bytes than requested"), ...
+            raise CheckpointError(self._damaged_message(name, e)) from e
+
+    def find_damaged(self, names=None):
+        """Read every variable (or `names`) in full; return (name, error text) of the first unreadable one, or None.
+
+        TensorFlow checks each tensor's bytes against the CRC32C stored in the index as it reads them, so
+        a truncated, zeroed or otherwise corrupted data file is caught here, tensor by tensor (one tensor
+        in memory at a time).
+        """
+        for name in sorted(self._reader.get_variable_to_shape_map()) if names is None else names:
+            try:
+                self._reader.get_tensor(name)
+            except Exception as e:
+                return name, _first_line(e)
+        return None
+
+    def _damaged_message(self, name, error):
+        return ('checkpoint %s is damaged: variable %r cannot be read from its data file (%s): %s. The file '
+                'is probably truncated or corrupted: download it again, and check it with '
+                '`python -m bert4keras_ext checkpoints verify NAME DIR` (which reads every tensor and checks '
+                'its checksum).' % (self.path, name, ', '.join(self.data_files()) or 'no .data-* file found',
+                                    _first_line(error)))
+
+    def data_files(self):
+        """The bundle's `.data-*` shard paths."""
+        return sorted(glob.glob(glob.escape(self.path) + '.data-*'))
+
+
+def _first_line(error):
+    text = str(error).strip() or type(error).__name__
+    return '%s: %s' % (type(error).__name__, text.splitlines()[0])
 
 
 def detect_checkpoint_family(names):

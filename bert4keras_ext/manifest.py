@@ -706,6 +706,9 @@ def _check_checkpoint(prefix, model, cfg, problems):
             problems.append(f'missing variable {name} (expected shape {shape})')
         elif variables[name] != shape:
             problems.append(f'{name}: expected shape {shape}, found {variables[name]}')
+    damaged = _find_damaged_tensor(prefix)
+    if damaged:
+        problems.append(damaged)
     layers = sorted({int(m.group(1)) for k in variables
                      for m in [re.match(r'bert/encoder/layer_(\d+)/', k)] if m})
     num_layers = cfg.get('num_hidden_layers')
@@ -715,6 +718,21 @@ def _check_checkpoint(prefix, model, cfg, problems):
             'num_optimizer_slots': len(all_vars) - len(variables),
             'encoder_layers': len(layers) if model not in ALBERT_MODELS else None,
             'checked_variables': checked}
+
+
+def _find_damaged_tensor(prefix):
+    """Read every tensor in full (TensorFlow checks each one's CRC32C); describe the first bad one, or None."""
+    from bert4keras_ext.checkpoints import CheckpointError, CheckpointReader
+    try:
+        reader = CheckpointReader(prefix)
+        found = reader.find_damaged()
+    except CheckpointError as e:
+        return str(e)
+    if found is None:
+        return None
+    name, error = found
+    return (f'data file {", ".join(reader.data_files()) or prefix + ".data-*"} is damaged: tensor {name} '
+            f'cannot be read ({error}); download the checkpoint again')
 
 
 def _expected_shapes(model, cfg, variables):
