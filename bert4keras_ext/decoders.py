@@ -26,21 +26,24 @@ Additions over bert4keras, all off by default so results match it:
   all ≤ 0, it multiplies them by p, i.e. raises their probability to the power p;
 - `return_info=True` returns `(ids, info)` with `info['finished']` False when the output was cut at
   `maxlen` without an end token (so callers can tell "stopped" from "ran out"), and the score.
+- `temperature=0` is greedy decoding (the T → 0 limit: all probability on the argmax).
+- Every setting is checked before the first network call (decoding_args.py): a bad `maxlen`, `topk`,
+  `topp`, `temperature`, `min_ends`, ... raises a ValueError naming it, and an `end_id` / `start_id`
+  outside the model's vocabulary is reported at the first step.
 - `minlen` is enforced by forbidding the end token while the output (counted as bert4keras does:
   with `start_id` and the end token) would be shorter than `minlen`.
 """
 import numpy as np
 
+from bert4keras_ext.decoding_args import (
+    check_int, check_search_args, check_some_token_allowed, check_token_ids_fit, greedy_log_probs,
+    search_temperature, tempered_log_softmax,
+)
 from bert4keras_ext.viterbi import ViterbiDecoder, viterbi_decode  # noqa: F401  (re-exported)
 
 __all__ = ['AutoRegressiveDecoder', 'Beam', 'ViterbiDecoder', 'sample_rows', 'viterbi_decode']
 
 _NEG = -1e30  # log-probability of a forbidden token (finite, so arithmetic stays NaN-free)
-
-
-def _log_softmax(logits):
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
 
 
 def sample_rows(probas, rng=np.random):
@@ -164,8 +167,11 @@ class AutoRegressiveDecoder(object):
     """
 
     def __init__(self, start_id, end_id, maxlen, minlen=1):
-        if maxlen < 1:
-            raise ValueError('AutoRegressiveDecoder: maxlen must be >= 1, got %r' % (maxlen,))
+        where = type(self).__name__
+        check_int('maxlen', maxlen, 1, where=where)
+        check_int('minlen', minlen, 0, where=where)
+        check_int('start_id', start_id, 0, allow_none=True, where=where)
+        check_int('end_id', end_id, 0, allow_none=True, where=where)
         self.start_id = start_id
         self.end_id = end_id
         self.maxlen = int(maxlen)
@@ -196,12 +202,16 @@ class AutoRegressiveDecoder(object):
                     prediction = (prediction, None)
                 scores, states = prediction
                 scores = np.asarray(scores, dtype='float64')
+                if scores.ndim != 2:
+                    raise ValueError('%s.predict must return next-token scores of shape (rows, vocab_size), '
+                                     'got shape %s' % (type(self).__name__, scores.shape))
+                check_token_ids_fit(scores.shape[1], self.start_id, self.end_id, type(self).__name__)
                 if default_rtype == 'logits':
-                    log_probs = _log_softmax(scores / temperature)
+                    log_probs = tempered_log_softmax(scores, temperature)
                 else:
                     log_probs = np.log(scores + 1e-12)
                     if temperature != 1:
-                        log_probs = _log_softmax(log_probs / temperature)
+                        log_probs = tempered_log_softmax(log_probs, temperature)
                 if rtype == 'probas':
                     return np.exp(log_probs), states
                 return log_probs, states
@@ -258,14 +268,18 @@ class AutoRegressiveDecoder(object):
         ended and shrink the beam, stop when the best ended output is at least as good as every live
         beam (live scores can only fall).
         """
+        check_search_args('beam_search', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
+                          topk=topk, beam=True)
         beam = Beam(self.first_output_ids[0], topk, self.end_id, min_ends)
         inputs = [np.array([i]) for i in inputs]
         for step in range(self.maxlen):
             output_ids = beam.output_ids()
             if inputs and len(inputs[0]) != len(output_ids):
                 inputs = [np.repeat(i[:1], len(output_ids), axis=0) for i in inputs]  # one input, k beams
-            scores, states = self.predict(inputs, output_ids, states, temperature, 'logits')
+            scores, states = self.predict(inputs, output_ids, states, search_temperature(temperature), 'logits')
             scores = self.adjust_scores(scores, output_ids, no_repeat_ngram_size, repetition_penalty)
+            if temperature == 0:
+                scores = greedy_log_probs(scores)
             parents = beam.advance(scores, last_step=step == self.maxlen - 1)
             if beam.done:
                 break
@@ -280,15 +294,17 @@ class AutoRegressiveDecoder(object):
         filters, so a sample can always stop (the consistent top-k/top-p of Welleck et al. 2020,
         kexue.fm/archives/7500). Outputs end when they contain `min_ends` end tokens; unfinished ones
         are returned at `maxlen` (info['finished'] False). `seed` makes the draws reproducible."""
-        if n < 1:
-            raise ValueError('random_sample: n must be >= 1, got %r' % (n,))
+        check_search_args('random_sample', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
+                          topk=topk, topp=topp, n=n)
         rng = np.random if seed is None else np.random.RandomState(seed)
         inputs = [np.array([i]) for i in inputs]
         output_ids = self.first_output_ids
         results, finished_flags = [], []
         for step in range(self.maxlen):
-            log_probs, states = self.predict(inputs, output_ids, states, temperature, 'logits')
+            log_probs, states = self.predict(inputs, output_ids, states, search_temperature(temperature), 'logits')
             log_probs = self.adjust_scores(log_probs, output_ids, no_repeat_ngram_size, repetition_penalty)
+            if temperature == 0:
+                log_probs = greedy_log_probs(log_probs)
             if step == 0:
                 log_probs = np.repeat(log_probs, n, axis=0)
                 inputs = [np.repeat(i, n, axis=0) for i in inputs]
@@ -337,6 +353,7 @@ class AutoRegressiveDecoder(object):
         if always_allow_end and self.end_id is not None:
             keep[:, self.end_id] |= probas[:, self.end_id] > 0
         probas = np.where(keep, probas, 0.0)
+        check_some_token_allowed(probas)
         return probas / probas.sum(axis=1, keepdims=True)
 
     # ------------------------------------------------------------------------------- helpers

@@ -31,7 +31,10 @@ much as a quarter of a step).
 import numpy as np
 
 from bert4keras_ext.backend import keras, ops
-from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, _log_softmax, sample_rows
+from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, sample_rows
+from bert4keras_ext.decoding_args import (
+    check_search_args, check_token_ids_fit, greedy_log_probs, search_temperature, tempered_log_softmax,
+)
 
 __all__ = ['IncrementalModel', 'CachedDecoder']
 
@@ -414,17 +417,22 @@ class CachedDecoder(AutoRegressiveDecoder):
                           repetition_penalty=None, return_info=False):
         """Beam search for many inputs in one batch: rows = live beams of all inputs, one network
         call per step. Each input follows `decoders.Beam`, so results equal one-at-a-time search."""
+        check_search_args('beam_search', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
+                          topk=topk, beam=True)
         beams = [Beam(self.first_output_ids[0], topk, self.end_id, min_ends) for _ in batch_inputs]
         logits, state = self._start(batch_inputs, topk)
+        check_token_ids_fit(logits.shape[-1], self.start_id, self.end_id, 'beam_search')
         rows_of = [[b] for b in range(len(batch_inputs))]  # state rows holding each input's live beams
         for step in range(self.maxlen):
-            log_probs = _log_softmax(logits / temperature)
+            log_probs = tempered_log_softmax(logits, search_temperature(temperature))
             new_rows, new_tokens = [], []
             for beam, rows in zip(beams, rows_of):
                 if beam.done:
                     continue
                 scores = self.adjust_scores(log_probs[rows], beam.output_ids(), no_repeat_ngram_size,
                                             repetition_penalty)
+                if temperature == 0:
+                    scores = greedy_log_probs(scores)
                 parents = beam.advance(scores, last_step=step == self.maxlen - 1)
                 if beam.done:
                     continue
@@ -449,19 +457,22 @@ class CachedDecoder(AutoRegressiveDecoder):
                             no_repeat_ngram_size=None, repetition_penalty=None, return_info=False, seed=None,
                             always_allow_end=False):
         """`n` samples for each input, all rows in one batch; returns one list of samples per input."""
-        if n < 1:
-            raise ValueError('random_sample: n must be >= 1, got %r' % (n,))
+        check_search_args('random_sample', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
+                          topk=topk, topp=topp, n=n)
         rng = np.random if seed is None else np.random.RandomState(seed)
         n_inputs = len(batch_inputs)
         logits, state = self._start(batch_inputs, n)
+        check_token_ids_fit(logits.shape[-1], self.start_id, self.end_id, 'random_sample')
         rows = np.repeat(np.arange(n_inputs), n)          # state row of each live sample
         owner = np.repeat(np.arange(n_inputs), n)         # which input each live sample belongs to
         outputs = np.repeat(self.first_output_ids, n * n_inputs, axis=0)
         logits = logits[rows]
         results = [[] for _ in range(n_inputs)]
         for step in range(self.maxlen):
-            log_probs = self.adjust_scores(_log_softmax(logits / temperature), outputs,
+            log_probs = self.adjust_scores(tempered_log_softmax(logits, search_temperature(temperature)), outputs,
                                            no_repeat_ngram_size, repetition_penalty)
+            if temperature == 0:
+                log_probs = greedy_log_probs(log_probs)
             probas = self.filter_probas(np.exp(log_probs), topk, topp, always_allow_end)
             sampled = sample_rows(probas, rng)
             outputs = np.concatenate([outputs, sampled[:, None]], 1)

@@ -145,11 +145,11 @@ def test_min_ends_and_minlen():
 
 def test_bad_arguments():
     decoder = Looping(maxlen=3)
-    with pytest.raises(ValueError, match='topk must be >= 1'):
+    with pytest.raises(ValueError, match=r'topk \(the beam width\) must be an integer >= 1'):
         decoder.beam_search([], topk=0)
-    with pytest.raises(ValueError, match='n must be >= 1'):
+    with pytest.raises(ValueError, match='n must be an integer >= 1'):
         decoder.random_sample([], 0)
-    with pytest.raises(ValueError, match='maxlen must be >= 1'):
+    with pytest.raises(ValueError, match='maxlen must be an integer >= 1'):
         Markov(np.eye(4), 0)
 
 
