@@ -5,7 +5,12 @@ bert4keras scripts start with ``from bert4keras.backend import keras, K``; the s
 signatures (``K.sum(x, axis, keepdims)``, ``K.batch_dot``, ``K.int_shape`` …) but run on `keras.ops`,
 so a script's custom losses and layers keep working unchanged.
 
-Everything here is backend-neutral `keras.ops` code; nothing is monkey-patched into Keras.
+Everything here is backend-neutral `keras.ops` code. The one patch to Keras — two attributes on
+`keras.Model` that turn bert4keras' Keras 2 training internals (``model._make_train_function()``,
+``model.total_loss``) into clear errors naming the replacement — lives in `_keras_compat` and is
+installed on import of this module. The rest of bert4keras' backend functions live in
+`backend_functions` (masking, `batch_gather`, rotary / sinusoidal positions, …) and `graph_utils`
+(`search_layer`, `recompute_grad`, …) and are re-exported here.
 """
 import math
 import types
@@ -27,10 +32,26 @@ if int(keras.__version__.split('.')[0]) < 3:  # pragma: no cover
 
 from keras import ops
 
+from bert4keras_ext import _keras_compat
+from bert4keras_ext import backend_functions as _functions
+from bert4keras_ext import graph_utils as _graph_utils
+from bert4keras_ext._keras_compat import GRADIENTS_REPLACEMENT, Keras2APIError
+from bert4keras_ext.backend_functions import (  # noqa: F401 - re-exported (bert4keras' backend names)
+    Sinusoidal, align, apply_rotary_position_embeddings, attention_normalize, batch_gather,
+    divisible_temporal_padding, dtype, flatten, leaky_relu, mask_value, pool1d, reshape, root_mean_square,
+    sequence_masking, sinusoidal_embeddings, swish, where,
+)
+from bert4keras_ext.graph_utils import (  # noqa: F401 - re-exported
+    get_available_gpus, graph_mode_decorator, is_tf_keras, recompute_grad, search_layer, symbolic,
+)
+
+_keras_compat.install()
+
 __all__ = [
-    'keras', 'ops', 'K', 'gelu_erf', 'gelu_tanh', 'set_gelu', 'get_activation', 'sequence_masking',
-    'mask_value', 'piecewise_linear', 'align', 'sinusoidal_embeddings', 'onednn_enabled',
-]
+    'keras', 'ops', 'K', 'gelu_erf', 'gelu_tanh', 'set_gelu', 'get_activation', 'piecewise_linear',
+    'onednn_enabled', 'Keras2APIError', 'custom_objects', 'multilabel_categorical_crossentropy',
+    'sparse_multilabel_categorical_crossentropy',
+] + _functions.__all__ + _graph_utils.__all__
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -97,50 +118,6 @@ keras.saving.get_custom_objects().update({'gelu_erf': gelu_erf, 'gelu_tanh': gel
 
 
 # ---------------------------------------------------------------------------------------------------
-# Masking
-# ---------------------------------------------------------------------------------------------------
-def mask_value(dtype):
-    """A large finite negative number that is safe in `dtype`.
-
-    -inf would turn a fully masked row into NaN after softmax (-inf - -inf); a finite value keeps it a
-    uniform distribution. float16 tops out at 65504, so it gets -3e4 (two such biases can still be
-    added without overflowing); wider types get -1e12 like bert4keras.
-    """
-    dtype = keras.backend.standardize_dtype(dtype)
-    if dtype == 'float16':
-        return -3e4
-    return -1e12
-
-
-def sequence_masking(x, mask=None, value=0, axis=None):
-    """Replace masked positions of `x` by `value` (bert4keras semantics).
-
-    Args:
-        x: tensor (b, n, ...).
-        mask: bool/0-1 tensor (b, n) — True/1 = keep. None returns x unchanged.
-        value: a number, or '-inf' / 'inf' for the large finite negative/positive of `x`'s dtype.
-        axis: the axis of `x` that `mask` runs along (default 1).
-    """
-    if mask is None:
-        return x
-    if isinstance(value, str):
-        if value not in ('-inf', 'inf'):
-            raise ValueError("sequence_masking: value must be a number, '-inf' or 'inf', got %r" % value)
-        big = -mask_value(x.dtype)
-        value = -big if value == '-inf' else big
-    axis = 1 if axis is None else axis
-    ndim = len(x.shape)
-    if axis < 0:
-        axis += ndim
-    mask = ops.cast(mask, 'bool')
-    for _ in range(axis - 1):
-        mask = ops.expand_dims(mask, 1)
-    for _ in range(ndim - len(mask.shape)):
-        mask = ops.expand_dims(mask, -1)
-    return ops.where(mask, x, ops.cast(value, x.dtype))
-
-
-# ---------------------------------------------------------------------------------------------------
 # Misc helpers used by layers and optimizers
 # ---------------------------------------------------------------------------------------------------
 def piecewise_linear(t, schedule, from_zero=True):
@@ -161,46 +138,6 @@ def piecewise_linear(t, schedule, from_zero=True):
         slope = (v1 - v0) / (t1 - t0)
         x = ops.where(t >= t0, v0 + slope * (t - t0), x)
     return ops.where(t >= points[-1][0], points[-1][1], x)
-
-
-def align(tensor, axes, ndim=None):
-    """Insert singleton axes so that `tensor`'s axes land on `axes` of an `ndim`-d tensor.
-
-    e.g. a (b, n) mask aligned to axes [0, 3] of a 4-d score tensor becomes (b, 1, 1, n).
-    """
-    ndim = ndim or max(axes) + 1
-    shape = [1] * ndim
-    indices = [None] * ndim
-    for i, axis in enumerate(axes):
-        indices[axis] = i
-    perm = [i for i in indices if i is not None]
-    if perm != sorted(perm):
-        tensor = ops.transpose(tensor, perm)
-    src_shape = ops.shape(tensor)
-    j = 0
-    for axis in range(ndim):
-        if indices[axis] is not None:
-            shape[axis] = src_shape[j]
-            j += 1
-    return ops.reshape(tensor, shape)
-
-
-def sinusoidal_embeddings(pos, dim, base=10000):
-    """Sinusoidal position embeddings, interleaved (sin, cos, sin, cos, …) as bert4keras / RoPE use.
-
-    Args:
-        pos: float tensor of positions, any shape (...,).
-        dim: even embedding size.
-    Returns:
-        tensor (..., dim).
-    """
-    if dim % 2:
-        raise ValueError('sinusoidal_embeddings: dim must be even, got %d' % dim)
-    indices = ops.arange(0, dim // 2, dtype='float32')
-    indices = ops.power(float(base), -2.0 * indices / dim)
-    angles = ops.einsum('...,d->...d', ops.cast(pos, 'float32'), indices)
-    emb = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)  # (..., dim/2, 2)
-    return ops.reshape(emb, tuple(ops.shape(angles)[:-1]) + (dim,))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -291,11 +228,8 @@ def _variable(value, dtype=None, name=None):
     return keras.Variable(value, dtype=dtype or keras.config.floatx(), name=name)
 
 
-def _gradients(loss, variables):  # pragma: no cover - TF graph-era API, here for a clear error
-    raise RuntimeError(
-        'K.gradients does not exist in Keras 3. Compute gradients inside a custom train_step with '
-        'tf.GradientTape (see bert4keras_ext.adversarial for examples).'
-    )
+def _gradients(loss, variables):
+    raise Keras2APIError(GRADIENTS_REPLACEMENT)
 
 
 K = types.SimpleNamespace(
@@ -308,11 +242,11 @@ K = types.SimpleNamespace(
     set_value=_set_value, batch_set_value=_batch_set_value,
     is_keras_tensor=lambda x: isinstance(x, keras.KerasTensor),
     # shapes
-    shape=ops.shape, int_shape=_int_shape, ndim=lambda x: len(x.shape), reshape=ops.reshape,
+    shape=ops.shape, int_shape=_int_shape, ndim=lambda x: len(x.shape),
     expand_dims=lambda x, axis=-1: ops.expand_dims(x, axis), squeeze=ops.squeeze,
     permute_dimensions=lambda x, pattern: ops.transpose(x, pattern), transpose=ops.transpose,
     concatenate=lambda tensors, axis=-1: ops.concatenate(tensors, axis=axis), stack=ops.stack,
-    tile=ops.tile, repeat_elements=lambda x, rep, axis: ops.repeat(x, rep, axis=axis), flatten=ops.ravel,
+    tile=ops.tile, repeat_elements=lambda x, rep, axis: ops.repeat(x, rep, axis=axis),
     zeros_like=ops.zeros_like, ones_like=ops.ones_like, zeros=ops.zeros, ones=ops.ones, eye=ops.eye,
     arange=lambda start, stop=None, step=1, dtype='int32': ops.arange(start, stop, step, dtype=dtype),
     gather=lambda reference, indices: ops.take(reference, indices, axis=0), one_hot=ops.one_hot,
@@ -346,6 +280,8 @@ K = types.SimpleNamespace(
     gradients=_gradients,
 )
 K.__doc__ = 'Keras 2 backend function names on keras.ops (see bert4keras_ext.backend).'
+# the functions bert4keras added to keras.backend itself
+K.reshape, K.flatten, K.where, K.symbolic = reshape, flatten, where, symbolic
 
 
 def __getattr__(name):
@@ -354,4 +290,30 @@ def __getattr__(name):
     if name in ('multilabel_categorical_crossentropy', 'sparse_multilabel_categorical_crossentropy'):
         from bert4keras_ext import losses
         return getattr(losses, name)
+    if name == 'custom_objects':  # holds the multilabel loss too, so it is built on first use
+        return _custom_objects()
     raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
+
+_CUSTOM_OBJECTS = {}
+
+
+def _custom_objects():
+    """bert4keras' `backend.custom_objects`: the functions a Keras 2 model file may name, for
+    ``keras.saving.load_model(path, custom_objects=custom_objects)``. Not registered globally as bert4keras
+    did: Keras 3 has its own 'gelu', 'swish' and 'leaky_relu', and this package registers its objects."""
+    if not _CUSTOM_OBJECTS:
+        from bert4keras_ext.losses import multilabel_categorical_crossentropy
+        _CUSTOM_OBJECTS.update({
+            'gelu_erf': gelu_erf,
+            'gelu_tanh': gelu_tanh,
+            'gelu': gelu_erf,
+            'root_mean_square': root_mean_square,
+            'swish': swish,
+            'leaky_relu': leaky_relu,
+            'Sinusoidal': Sinusoidal,
+            'multilabel_categorical_crossentropy': multilabel_categorical_crossentropy,
+            'initializer': keras.initializers.GlorotUniform,
+        })
+    return _CUSTOM_OBJECTS
+

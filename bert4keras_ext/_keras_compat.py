@@ -1,0 +1,150 @@
+"""The one place that patches Keras: clear errors for Keras 2 training internals that bert4keras scripts use.
+
+bert4keras' adversarial-training, gradient-penalty and virtual-adversarial examples rebuild the compiled
+Keras 2 training function: they call ``model._make_train_function()``, read ``model.total_loss`` and
+take ``K.gradients(loss, [embeddings])``. Keras 3 has none of these (training runs through
+``Model.train_step``), so a script would stop with an opaque ``AttributeError: 'Functional' object has no
+attribute ...``. `install()` adds exactly two attributes to `keras.Model`, both raising an error that
+names this package's replacement:
+
+* ``model._make_train_function()`` — a method that raises `Keras2APIError` when called;
+* ``model.total_loss`` — a property that raises `MissingKeras2Attribute` (an `AttributeError` too, so
+  ``hasattr(model, 'total_loss')`` stays False and duck-typing code is unaffected). A subclass or script
+  that assigns ``model.total_loss = ...`` itself gets its value back, as before.
+
+It also gives `keras.layers.Layer` back two Keras 2 public methods that Keras 3 dropped and bert4keras
+examples call (task_relation_extraction: ``bert.model.layers[-2].get_output_at(-1)``):
+
+* ``layer.get_output_at(node_index)`` / ``layer.get_input_at(node_index)`` — the output (input) tensors of
+  the layer's `node_index`-th call in a functional graph, a single tensor or a list, as in Keras 2. They read
+  Keras 3's private ``Layer._inbound_nodes`` (checked on Keras 3.15); tests/test_compat_backend.py fails
+  loudly if that attribute disappears.
+
+Nothing else in Keras changes; `install()` runs on import of `bert4keras_ext.backend` and is idempotent,
+`uninstall()` removes both attributes. This module imports only Keras (no package module), so it cannot
+take part in an import cycle. Tested in ``tests/test_compat_backend.py``.
+"""
+import keras
+
+__all__ = [
+    'Keras2APIError', 'MissingKeras2Attribute', 'ADVERSARIAL_REPLACEMENT', 'GRADIENTS_REPLACEMENT',
+    'install', 'uninstall', 'installed',
+]
+
+
+class Keras2APIError(NotImplementedError):
+    """A Keras 2 API that Keras 3 does not have; the message says what to use instead."""
+
+
+class MissingKeras2Attribute(Keras2APIError, AttributeError):
+    """A Keras 2 attribute that Keras 3 models do not have (also an AttributeError, for hasattr/getattr)."""
+
+
+ADVERSARIAL_REPLACEMENT = (
+    'Use the bert4keras_ext replacements, which hook into Keras 3\'s train_step instead: '
+    'bert4keras_ext.adversarial.adversarial_training(model, embedding_name, epsilon) (FGM), '
+    'bert4keras_ext.adversarial.gradient_penalty_training(model, embedding_name, epsilon) and '
+    'bert4keras_ext.adversarial.virtual_adversarial_training(model, embedding_name, epsilon, xi, iters) — '
+    'call one after model.compile(...), then model.fit(...) as usual.'
+)
+
+GRADIENTS_REPLACEMENT = (
+    'K.gradients (symbolic gradients of a graph tensor) does not exist in Keras 3. '
+    'For input attributions such as integrated gradients, run the model eagerly under tf.GradientTape: '
+    'with tf.GradientTape() as tape: tape.watch(embeddings); y = f(embeddings); grads = tape.gradient(y, '
+    'embeddings). For adversarial training / gradient penalty / VAT: ' + ADVERSARIAL_REPLACEMENT
+)
+
+_MARK = '_bert4keras_ext_compat'  # set on the functions we add, so uninstall removes only ours
+
+
+def _make_train_function(self):
+    raise Keras2APIError(
+        'Model._make_train_function() is a Keras 2 internal; Keras 3 builds its train function inside fit() '
+        'and bert4keras-style code cannot replace it (nor read model.total_loss / call K.gradients). '
+        + ADVERSARIAL_REPLACEMENT
+    )
+
+
+def _get_total_loss(self):
+    if 'total_loss' in self.__dict__:  # assigned by user code: behave like a plain attribute
+        return self.__dict__['total_loss']
+    raise MissingKeras2Attribute(
+        'Model.total_loss is a Keras 2 graph tensor; Keras 3 computes the loss inside train_step and has no '
+        'such attribute. ' + ADVERSARIAL_REPLACEMENT
+    )
+
+
+def _set_total_loss(self, value):
+    self.__dict__['total_loss'] = value
+
+
+def _del_total_loss(self):
+    self.__dict__.pop('total_loss', None)
+
+
+setattr(_make_train_function, _MARK, True)
+_total_loss = property(_get_total_loss, _set_total_loss, _del_total_loss,
+                       'Keras 2 only: raises MissingKeras2Attribute naming the replacement.')
+setattr(_total_loss.fget, _MARK, True)
+
+
+def _node_tensors(layer, node_index, attribute):
+    nodes = getattr(layer, '_inbound_nodes', None)  # private in Keras 3 (checked on 3.15)
+    if nodes is None:
+        raise RuntimeError('this Keras version has no Layer._inbound_nodes; get_output_at / get_input_at '
+                           'need updating in bert4keras_ext._keras_compat')
+    if not nodes:
+        raise ValueError('layer %r has not been called on a symbolic input, so it has no node %r'
+                         % (layer.name, node_index))
+    if not isinstance(node_index, int) or not -len(nodes) <= node_index < len(nodes):
+        raise ValueError('layer %r has %d node(s) (calls); node_index must be an integer in [%d, %d), got %r'
+                         % (layer.name, len(nodes), -len(nodes), len(nodes), node_index))
+    tensors = getattr(nodes[node_index], attribute)
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
+def _get_output_at(self, node_index):
+    """Output tensor(s) of this layer's `node_index`-th call (Keras 2 API)."""
+    return _node_tensors(self, node_index, 'output_tensors')
+
+
+def _get_input_at(self, node_index):
+    """Input tensor(s) of this layer's `node_index`-th call (Keras 2 API)."""
+    return _node_tensors(self, node_index, 'input_tensors')
+
+
+setattr(_get_output_at, _MARK, True)
+setattr(_get_input_at, _MARK, True)
+_LAYER_METHODS = (('get_output_at', _get_output_at), ('get_input_at', _get_input_at))
+
+
+def _ours(value):
+    fn = value.fget if isinstance(value, property) else value
+    return getattr(fn, _MARK, False)
+
+
+def install():
+    """Add `_make_train_function` and `total_loss` to `keras.Model` (skipped where Keras has its own)."""
+    for name, value in (('_make_train_function', _make_train_function), ('total_loss', _total_loss)):
+        existing = getattr(keras.Model, name, None)
+        if existing is None or _ours(keras.Model.__dict__.get(name)):
+            setattr(keras.Model, name, value)
+    for name, value in _LAYER_METHODS:
+        if getattr(keras.layers.Layer, name, None) is None or _ours(keras.layers.Layer.__dict__.get(name)):
+            setattr(keras.layers.Layer, name, value)
+
+
+def uninstall():
+    """Remove the two attributes again (only if they are the ones `install` added)."""
+    for name in ('_make_train_function', 'total_loss'):
+        if _ours(keras.Model.__dict__.get(name)):
+            delattr(keras.Model, name)
+    for name, _ in _LAYER_METHODS:
+        if _ours(keras.layers.Layer.__dict__.get(name)):
+            delattr(keras.layers.Layer, name)
+
+
+def installed():
+    """Whether both attributes are currently installed on `keras.Model`."""
+    return all(_ours(keras.Model.__dict__.get(name)) for name in ('_make_train_function', 'total_loss'))
