@@ -1,40 +1,93 @@
-"""Data helpers with bert4keras names and semantics: padding, truncation, segmentation, batching.
+"""bert4keras' ``snippets`` module: data helpers with bert4keras names and semantics.
 
-Everything here is plain numpy + the standard library, so data pipelines can be built and tested
-without TensorFlow; only :meth:`DataGenerator.to_dataset` imports TensorFlow, and only when called.
+Everything here is numpy + the standard library, so data pipelines can be built and tested
+without TensorFlow; only :meth:`DataGenerator.forfit` / ``fortest`` / ``to_dataset`` import
+TensorFlow, and only when called (``K``, ``keras`` and ``tf``, which bert4keras' snippets also
+exposed, are loaded on first access). The decoders re-exported at the end load TensorFlow when it
+is installed; without it this module still imports, without them.
 
-Public names (all bert4keras-compatible)::
+Public names: every name of bert4keras 0.11.5 ``snippets``::
 
-    is_string, softmax, to_array, sequence_padding, truncate_sequences, text_segmentate,
-    DataGenerator, ViterbiDecoder, AutoRegressiveDecoder  (the last two live in decoders.py)
+    to_array, is_string, strQ2B, string_matching, convert_to_unicode, convert_to_str,
+    lowercase_and_normalize, open, parallel_apply_generator, parallel_apply, sequence_padding,
+    truncate_sequences, text_segmentate, is_one_of, DataGenerator, ViterbiDecoder, softmax,
+    AutoRegressiveDecoder, insert_arguments, delete_arguments, longest_common_substring,
+    longest_common_subsequence, orthogonally_resize, WebServing, uniout, is_py2, basestring,
+    K, keras, tf, np
+
+Homes: padding, segmentation, batching and ``softmax`` here; strings/files/truncation/LCS in
+``text_utils``; ``parallel_apply*`` in ``parallel``; ``WebServing`` in ``webserving``; decorators
+and ``orthogonally_resize`` in ``misc``; the decoders in ``decoders`` (all re-exported here).
 
 Randomness (``DataGenerator.sample(random=True)``) uses numpy's global generator, exactly like
 bert4keras, so ``np.random.seed(...)`` at the top of a competition script keeps runs repeatable.
 """
 import numbers
+import types
 import warnings
 
 import numpy as np
+
+from bert4keras_ext.misc import (  # noqa: F401  (re-exported)
+    delete_arguments,
+    insert_arguments,
+    is_one_of,
+    orthogonally_resize,
+)
+from bert4keras_ext.parallel import parallel_apply, parallel_apply_generator  # noqa: F401
+from bert4keras_ext.text_utils import (  # noqa: F401  (re-exported)
+    _is_nonneg_int,
+    basestring,
+    convert_to_str,
+    convert_to_unicode,
+    is_py2,
+    is_string,
+    longest_common_subsequence,
+    longest_common_substring,
+    lowercase_and_normalize,
+    open,
+    strQ2B,
+    string_matching,
+    truncate_sequences,
+)
+from bert4keras_ext.webserving import WebServing  # noqa: F401
 
 # `model.fit(gen.forfit(), ...)` hands Keras a dataset that DataGenerator already shuffles (random=True),
 # so Keras' note that it will not shuffle a tf.data.Dataset is noise for every bert4keras-style script.
 warnings.filterwarnings('ignore', message='`shuffle=True` was passed, but will be ignored since the data `x` '
                                           'was provided as a tf.data.Dataset')
 
+# bert4keras: `from bert4keras.snippets import uniout` imported the py2 `uniout` package (printing
+# lists of Chinese strings readably) and did nothing on Python 3, which prints them readably anyway.
+uniout = types.ModuleType('uniout', 'No-op stand-in for the Python 2 uniout package (see snippets).')
+
 __all__ = [
-    'is_string',
-    'softmax',
     'to_array',
+    'is_string',
+    'strQ2B',
+    'string_matching',
+    'convert_to_unicode',
+    'convert_to_str',
+    'lowercase_and_normalize',
+    'open',
+    'parallel_apply_generator',
+    'parallel_apply',
     'sequence_padding',
     'truncate_sequences',
     'text_segmentate',
+    'is_one_of',
     'DataGenerator',
+    'softmax',
+    'insert_arguments',
+    'delete_arguments',
+    'longest_common_substring',
+    'longest_common_subsequence',
+    'orthogonally_resize',
+    'WebServing',
+    'uniout',
+    'is_py2',
+    'basestring',
 ]  # + ViterbiDecoder, AutoRegressiveDecoder once decoders.py is importable (see the end)
-
-
-def is_string(s):
-    """True when ``s`` is a ``str`` (bert4keras kept this for py2/py3 compatibility)."""
-    return isinstance(s, str)
 
 
 def softmax(x, axis=-1):
@@ -64,10 +117,6 @@ def to_array(*args):
 # ---------------------------------------------------------------------------------------------
 # Padding and truncation
 # ---------------------------------------------------------------------------------------------
-
-def _is_nonneg_int(x):
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 0
-
 
 def _per_dim(arg, seq_dims, name, allow_none_items):
     """Normalise an int-or-sequence argument to a list with one entry per padded dimension."""
@@ -200,53 +249,6 @@ def sequence_padding(inputs, length=None, value=0, seq_dims=1, mode='post', dtyp
             where = tuple(slice(t - s, t) for s, t in zip(a.shape[:seq_dims], target))
         outputs[(k,) + where] = a
     return outputs
-
-
-def truncate_sequences(maxlen, indices, *sequences):
-    """Cut sequences until their total length is at most ``maxlen``, always from the longest.
-
-    Each step pops the element at position ``indices[i]`` from the currently longest sequence
-    (the first one on ties). bert4keras passes ``-2`` so the trailing ``[SEP]`` survives.
-
-    Args:
-        maxlen: non-negative int, the budget for the summed lengths.
-        indices: an int used for every sequence, or a list/tuple with one int per sequence.
-        *sequences: lists (or ``None``). ``None`` and empty sequences are left alone, as in
-            bert4keras. Lists are truncated **in place** (bert4keras' ``Tokenizer.encode`` relies
-            on that); other sequence types are copied to lists first and only the returned
-            copies are truncated.
-
-    Returns:
-        list of the sequences, one per argument and in argument order (``None`` stays ``None``).
-    """
-    if not _is_nonneg_int(maxlen):
-        raise ValueError(f'truncate_sequences: maxlen must be a non-negative int, got {maxlen!r}')
-    if isinstance(indices, (list, tuple)):
-        if len(indices) != len(sequences):
-            raise ValueError(
-                f'truncate_sequences: {len(indices)} indices for {len(sequences)} sequences'
-            )
-        indices = list(indices)
-    else:
-        indices = [indices] * len(sequences)
-
-    sequences = [s if s is None or isinstance(s, list) else list(s) for s in sequences]
-    live = [i for i, s in enumerate(sequences) if s]
-    lengths = [len(sequences[i]) for i in live]
-    total = sum(lengths)
-    while total > maxlen:
-        j = int(np.argmax(lengths))
-        i = live[j]
-        try:
-            sequences[i].pop(indices[i])
-        except IndexError:
-            raise ValueError(
-                f'truncate_sequences: cannot reach maxlen={maxlen}: sequence {i} has length '
-                f'{lengths[j]} and index {indices[i]} is out of range for it'
-            ) from None
-        lengths[j] -= 1
-        total -= 1
-    return sequences
 
 
 def text_segmentate(text, maxlen, seps='\n', strips=None):
@@ -396,15 +398,22 @@ class DataGenerator:
     def batches(self, random=True):
         """Endless Python generator of ``__iter__(random)`` batches, one epoch after another.
 
-        Lists holding arrays come out as tuples (``[X, S], Y`` → ``(X, S), Y``) and a ``None``
-        target is dropped (``[X, S, Y], None`` → ``((X, S, Y),)``), which is the form Keras 3
-        reads as (inputs, targets) / (inputs,). Fails loudly instead of spinning on no data.
+        Each batch is put in the structure Keras 3 reads (see ``_as_keras_batch``): ``[X, S], Y``
+        → ``(X, S), Y``; a ``None`` target is dropped (``[X, S, Y], None`` → ``((X, S, Y),)``, for
+        models whose loss is a ``Loss`` layer); labels given as (nested) Python lists become one
+        numpy array (``[[0], [1]]`` → array of shape (2, 1)). Fails loudly instead of spinning on
+        no data.
         """
+        for d in self._epochs(random):
+            yield _as_keras_batch(d)
+
+    def _epochs(self, random):
+        """``__iter__(random)`` items, epoch after epoch, as yielded (no conversion)."""
         while True:
             produced = False
             for d in self.__iter__(random):
                 produced = True
-                yield _as_keras_batch(d)
+                yield d
             if not produced:
                 raise ValueError(
                     f'{type(self).__name__}: an epoch produced no batches (empty data, or a '
@@ -451,7 +460,7 @@ class DataGenerator:
         return dataset.prefetch(2)
 
     def to_dataset(self, types, shapes, names=None, padded_batch=False):
-        """Wrap :meth:`batches` (shuffled, endless) in a batched, prefetched ``tf.data.Dataset``.
+        """An endless, shuffled, batched, prefetched ``tf.data.Dataset`` of ``__iter__`` samples.
 
         As in bert4keras, **``__iter__`` must yield single samples here** and the dataset does
         the batching: ``padded_batch=False`` → ``batch(batch_size)`` (every sample must already
@@ -461,12 +470,20 @@ class DataGenerator:
 
         Args:
             types: per-sample dtypes, with the structure of one sample, e.g.
-                ``('int32', 'int32')`` or ``(('int32', 'int32'), 'float32')``.
+                ``('int32', 'int32')`` or ``(('int32', 'int32'), 'float32')``. Samples may use
+                lists where ``types`` has tuples.
             shapes: per-sample shapes with the same structure, e.g. ``([None], [None])``.
-            names: optional keys that turn samples into dicts (for models with named inputs):
-                a string (``{names: sample}``), a sequence of strings (``dict(zip(names,
-                sample))``), or a sequence of such sequences (a tuple of dicts, e.g.
-                ``(('Input-Token', 'Input-Segment'), ('label',))`` for ``(inputs, targets)``).
+            names: optional keys that turn samples into dicts, as in bert4keras:
+
+                * a string: the sample becomes ``{names: sample}`` (the model's inputs);
+                * a sequence of strings: ``dict(zip(names, sample))`` (all of it inputs, keyed
+                  by the ``Input`` layer names, e.g. for a model whose loss is a ``Loss`` layer);
+                * a sequence of such sequences: ``(inputs, targets)`` (or ``(inputs, targets,
+                  sample_weights)``) each made a dict, e.g. ``(('Input-Token', 'Input-Segment'),
+                  ('CRF',))``: inputs keyed by input layer names, targets by output layer names.
+                  Keras 3 matches a dict target to the outputs by name only for multi-output
+                  models, so a target (or weight) group with **one** name is passed as the bare
+                  tensor; with several names it stays a dict keyed by the output layer names.
             padded_batch: see above.
 
         Returns:
@@ -474,8 +491,10 @@ class DataGenerator:
         """
         import tensorflow as tf  # lazily: the rest of this module needs only numpy
 
+        sample_types = types  # the structure samples are checked against
         if names is None:
-            generator = self.batches
+            def prepare(d):
+                return d
         else:
             if is_string(names):
                 def warps(k, v):
@@ -488,17 +507,24 @@ class DataGenerator:
                 def warps(k, v):
                     _check_same_len(k, v)
                     out = []
-                    for i, j in zip(k, v):
+                    for position, (i, j) in enumerate(zip(k, v)):
                         _check_same_len(i, j)
-                        out.append(dict(zip(i, j)))
+                        group = dict(zip(i, j))
+                        if position > 0 and len(group) == 1:
+                            # targets / weights of a single output: Keras 3 wants the bare tensor
+                            (group,) = group.values()
+                        out.append(group)
                     return tuple(out)
 
-            def generator():
-                for d in self.batches():
-                    yield warps(names, d)
+            def prepare(d):
+                return warps(names, d)
 
             types = warps(names, types)
             shapes = warps(names, shapes)
+
+        def generator():
+            for d in self._epochs(True):
+                yield prepare(_conform(d, sample_types))
 
         def spec(dtype, shape):
             shape = tf.TensorShape(shape)
@@ -525,25 +551,76 @@ def _holds_array(x):
     return hasattr(x, 'shape') and hasattr(x, 'dtype')
 
 
+def _is_plain_sequence(x):
+    # namedtuples and other tuple subclasses are data, not batch structure
+    return type(x) in (list, tuple)
+
+
 def _as_keras_batch(d):
-    """A batch in the structure Keras 3 reads: tuples, and no ``None`` targets."""
-    d = _lists_to_tuples(d)
-    if type(d) is tuple and len(d) >= 2 and d[-1] is None:
-        d = d[:-1]
-    return d
+    """A batch in the structure Keras 3 reads, from what a bert4keras ``__iter__`` yields.
 
-
-def _lists_to_tuples(x):
-    """Turn the lists *of arrays* inside a batch structure into tuples (see ``forfit``).
-
-    A list of plain numbers (e.g. one unpadded sample's token ids) is data, not structure, and is
-    left alone; namedtuples and other tuple subclasses are left alone too.
+    A top-level list/tuple is ``(inputs, targets[, sample_weights])``; a trailing ``None`` is
+    dropped (``[X, S, Y], None`` → ``((X, S, Y),)``: inputs only, for ``Loss``-layer models).
+    ``inputs`` given as a list/tuple whose items are sequences or arrays is one item per model input
+    (Keras 2's reading of ``[X, S]``); every other part goes through ``_as_keras_data``.
     """
-    if type(x) in (list, tuple) and _holds_array(x):
-        return tuple(_lists_to_tuples(v) for v in x)
+    if not _is_plain_sequence(d):
+        return _as_keras_data(d)
+    parts = list(d)
+    if len(parts) >= 2 and parts[-1] is None:
+        parts = parts[:-1]
+    inputs = parts[0]
+    if _is_plain_sequence(inputs) and any(
+        _is_plain_sequence(x) or hasattr(x, 'shape') for x in inputs
+    ):
+        inputs = tuple(_as_keras_data(x) for x in inputs)
+    else:
+        inputs = _as_keras_data(inputs)
+    parts = [inputs] + [_as_keras_data(p) for p in parts[1:]]
+    # `[X], Y` / `X, [Y]`: Keras 3 takes the bare array for a one-input (one-output) model, listed
+    # or not, but warns about a 1-tuple given to a model built on a bare Input
+    return tuple(p[0] if type(p) is tuple and len(p) == 1 else p for p in parts)
+
+
+def _as_keras_data(x):
+    """Lists/tuples holding arrays become tuples (structure: several inputs or outputs); lists of
+    plain values (``batch_labels`` of ``[label]`` lists, unpadded-but-rectangular ids) become one
+    numpy array, since tf.data would read their items as separate tensors."""
+    if _is_plain_sequence(x):
+        if _holds_array(x):
+            return tuple(_as_keras_data(v) for v in x)
+        try:
+            array = np.asarray(x)
+        except ValueError:
+            array = None
+        if array is None or array.dtype == object:
+            raise ValueError(
+                'DataGenerator: a batch holds a ragged list (rows of different lengths); pad it '
+                'with sequence_padding(...) before yielding it'
+            )
+        return array
     if isinstance(x, dict):
-        return {k: _lists_to_tuples(v) for k, v in x.items()}
+        return {k: _as_keras_data(v) for k, v in x.items()}
     return x
+
+
+def _conform(sample, types):
+    """``sample`` with tuples wherever ``types`` has a list/tuple (to_dataset samples may use
+    lists); raises a clear error when the two structures differ."""
+    if _is_dtype_leaf(types):
+        return sample
+    if isinstance(types, dict):
+        if not isinstance(sample, dict) or set(sample) != set(types):
+            raise ValueError(f'to_dataset: a sample {sample!r} does not match types {types!r}')
+        return {k: _conform(sample[k], types[k]) for k in types}
+    if isinstance(types, (list, tuple)):
+        if not isinstance(sample, (list, tuple)) or len(sample) != len(types):
+            raise ValueError(
+                f'to_dataset: a sample {sample!r} does not match types {types!r} (one item per '
+                f'dtype expected)'
+            )
+        return tuple(_conform(v, t) for v, t in zip(sample, types))
+    return sample
 
 
 def _check_same_len(names, values):
@@ -593,6 +670,14 @@ def __getattr__(name):
                 f'{name} lives in bert4keras_ext.decoders, which could not be imported: {e}'
             ) from e
         return getattr(decoders, name)
+    if name in ('K', 'keras'):
+        # bert4keras' snippets imported these from its backend; loaded on first use so that
+        # snippets itself needs no TensorFlow.
+        from bert4keras_ext import backend
+        return getattr(backend, name)
+    if name == 'tf':
+        import tensorflow
+        return tensorflow
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 

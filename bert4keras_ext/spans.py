@@ -5,7 +5,7 @@ Conventions used throughout the extraction helpers:
 - token spans are **inclusive** `(start, end)` token positions of the encoded sequence, [CLS] being
   position 0 (the GlobalPointer convention: cell (i, j) with i ≤ j);
 - `mapping` is `Tokenizer.rematch(text, tokens)`: for each token the list of original character
-  indices it covers (`[]` for [CLS]/[SEP]/[UNK]-like tokens).
+  indices it covers (`[]` for [CLS]/[SEP]-like special tokens; an [UNK] covers the word it replaced).
 """
 __all__ = [
     'token_char_maps', 'char_span_to_token_span', 'token_span_to_char_span', 'bio_labels',

@@ -16,8 +16,8 @@ longest-match-first WordPiece with ``##`` continuations). Two consequences that 
 
 * a word that WordPiece cannot cover (or longer than ``word_maxlen``) becomes the literal token
   ``[UNK]`` (bert4keras keeps the raw word and only maps it to the [UNK] *id*). ``encode`` ids are the
-  same either way; ``rematch`` maps an ``[UNK]`` token to ``[]`` but still steps over the word it
-  replaced, so later tokens stay aligned.
+  same either way, and ``rematch`` maps an ``[UNK]`` token to the characters of the word it replaced
+  (an emoji, a rare ideograph, an unknown Latin word), as bert4keras' raw-word token did.
 * text is cleaned (control characters dropped) *before* it is lower-cased, as Google does; this only
   matters for the context-sensitive Greek final sigma.
 
@@ -33,15 +33,41 @@ decomposition keeps a reorderable combining mark) make the per-character shortcu
 containing one takes the literal Google pipeline instead. The test-suite checks all paths against a
 plain re-implementation of Google's code (and every code point was checked in several contexts).
 
-This module is pure Python (no TensorFlow import) so data pipelines can use it cheaply.
+This module is pure Python (no TensorFlow import) so data pipelines can use it cheaply. It also
+exports bert4keras' ``tokenizers`` names: ``TokenizerBase`` (the template for user tokenizers, in
+``tokenizer_base``) and the helpers bert4keras imported from snippets (``convert_to_unicode``,
+``is_string``, ``is_py2``, ``lowercase_and_normalize``, ``open``, ``truncate_sequences``).
 """
+import builtins
 import functools
 import os
 import re
 import unicodedata
+import warnings
 from itertools import chain
 
-__all__ = ['Tokenizer', 'load_vocab', 'save_vocab']
+# bert4keras' tokenizers module re-exports these snippets helpers; scripts import them from here.
+from bert4keras_ext.text_utils import (  # noqa: F401
+    convert_to_unicode,
+    is_py2,
+    is_string,
+    lowercase_and_normalize,
+    open,
+    truncate_sequences,
+)
+from bert4keras_ext.tokenizer_base import TokenizerBase
+
+__all__ = [
+    'Tokenizer',
+    'TokenizerBase',
+    'load_vocab',
+    'save_vocab',
+    'convert_to_unicode',
+    'is_string',
+    'lowercase_and_normalize',
+    'open',
+    'truncate_sequences',
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,10 +322,13 @@ def load_vocab(dict_path, encoding='utf-8', simplified=False, startswith=None):
     if not os.path.isfile(path):
         raise FileNotFoundError('vocabulary file not found: %r' % path)
     token_dict = {}
-    with open(path, encoding=encoding) as reader:
-        for index, line in enumerate(reader):
-            fields = line.split()
-            token_dict[fields[0] if fields else line.strip()] = index
+    try:
+        with builtins.open(path, encoding=encoding) as reader:
+            for index, line in enumerate(reader):
+                fields = line.split()
+                token_dict[fields[0] if fields else line.strip()] = index
+    except UnicodeDecodeError as e:
+        raise _vocab_decode_error(path, encoding, e) from e
 
     if not simplified:
         return token_dict
@@ -323,6 +352,27 @@ def load_vocab(dict_path, encoding='utf-8', simplified=False, startswith=None):
     return new_token_dict, keep_tokens
 
 
+def _vocab_decode_error(path, encoding, error):
+    """A ValueError naming the file, line and bytes that ``encoding`` cannot decode."""
+    with builtins.open(path, 'rb') as f:
+        raw = f.read()
+    start = error.start
+    try:
+        # the bytes before the bad ones decode (text-mode reads decode in chunks, so the error's own
+        # offset is relative to a chunk: find the absolute one by decoding the whole file)
+        raw.decode(encoding)
+    except UnicodeDecodeError as whole:
+        start = whole.start
+    before = raw[:start].decode(encoding, errors='replace')
+    # line numbers as text-mode reading counts them (universal newlines: \n, \r\n or \r)
+    line = before.count('\n') + before.count('\r') - before.count('\r\n') + 1
+    return ValueError(
+        'vocabulary file %r: line %d is not valid %s (bytes %r at byte offset %d: %s); save the '
+        'file as %s or pass the right encoding= to load_vocab'
+        % (path, line, encoding, raw[start:start + 4], start, error.reason, encoding)
+    )
+
+
 def save_vocab(dict_path, token_dict, encoding='utf-8'):
     """Write ``token_dict`` as a vocabulary file, one token per line in id order.
 
@@ -332,7 +382,7 @@ def save_vocab(dict_path, token_dict, encoding='utf-8'):
     items = sorted(token_dict.items(), key=lambda item: item[1])
     if [index for _, index in items] != list(range(len(items))):
         raise ValueError('save_vocab: token ids must be exactly 0..%d' % (len(items) - 1))
-    with open(os.fspath(dict_path), 'w', encoding=encoding) as writer:
+    with builtins.open(os.fspath(dict_path), 'w', encoding=encoding) as writer:
         for token, _ in items:
             writer.write(token + '\n')
 
@@ -374,6 +424,20 @@ def _truncate(maxlen, index, sequences):
     return sequences
 
 
+def _original_span(text, char_mapping, start, end):
+    """Indices of the original characters of the normalised word ``[start, end)`` (an [UNK]).
+
+    Every original character from the word's first to the one before the next kept character
+    (or the end of the text) belongs to it: that includes characters normalisation dropped inside
+    or after the word (accents, zero-width controls), since Google's cleaning joins them to it.
+    """
+    if start >= end:
+        return []
+    first = char_mapping[start]
+    stop = char_mapping[end] if end < len(char_mapping) else len(text)
+    return list(range(first, max(stop, char_mapping[end - 1] + 1)))
+
+
 # ----------------------------------------------------------------------------------------------
 # Tokenizer
 # ----------------------------------------------------------------------------------------------
@@ -393,7 +457,7 @@ class _WordCache(dict):
         return value
 
 
-class Tokenizer(object):
+class Tokenizer(TokenizerBase):
     """BERT WordPiece tokenizer with Google-exact tokens and the bert4keras interface.
 
     Args:
@@ -404,7 +468,10 @@ class Tokenizer(object):
             jieba.cut(s, HMM=False)`` for WoBERT). A word found in the vocabulary becomes one token;
             any other word goes through the normal tokenizer. With ``do_lower_case`` the callable
             receives the lower-cased, accent-stripped text (as in bert4keras).
-        token_start, token_end: tokens added around every sequence (``None`` to omit).
+        token_start, token_end: tokens added around every sequence (``None`` to omit). A token
+            that the vocabulary lacks is still added, as bert4keras does, and ``encode`` gives it
+            the ``[UNK]`` id (a warning says so; its ``_token_start_id`` / ``_token_end_id`` is
+            ``None``): pass ``None`` to add nothing instead.
         token_unk, token_pad, token_mask: special tokens; ``token_unk`` must be in the vocabulary,
             pad and mask are optional (their ``_id`` attribute is then ``None`` when absent).
         word_maxlen: words longer than this many characters become ``[UNK]`` (Google's
@@ -413,7 +480,8 @@ class Tokenizer(object):
 
     Raises:
         FileNotFoundError: the vocabulary path does not exist.
-        ValueError: a required special token (start, end, unk) is missing from the vocabulary.
+        ValueError: the unk token is missing from the vocabulary, or the vocabulary file is not
+            valid in its encoding (the message names the line).
     """
 
     # entries per word cache before it is cleared (bounds memory on endless streams of new words)
@@ -443,32 +511,36 @@ class Tokenizer(object):
             raise ValueError('Tokenizer: the vocabulary is empty')
         if pre_tokenize is not None and not callable(pre_tokenize):
             raise TypeError('Tokenizer: pre_tokenize must be callable (text -> iterable of words)')
+        super().__init__(token_start=token_start, token_end=token_end, pre_tokenize=pre_tokenize,
+                         token_translate=token_translate)
 
         self._token_dict = token_dict
         self._token_dict_inv = {v: k for k, v in token_dict.items()}
         self._vocab_size = max(token_dict.values()) + 1
         self._do_lower_case = bool(do_lower_case)
-        self._pre_tokenize = pre_tokenize
         self._word_maxlen = int(word_maxlen)
-        self._token_translate = dict(token_translate or {})
 
-        self._token_start = token_start
-        self._token_end = token_end
         self._token_unk = token_unk
         self._token_pad = token_pad
         self._token_mask = token_mask
         if token_unk is None:
             raise ValueError('Tokenizer: token_unk is required (words WordPiece cannot cover)')
-        for name in ('start', 'end', 'unk'):
-            token = getattr(self, '_token_%s' % name)
-            if token is not None and token not in token_dict:
-                raise ValueError(
-                    'Tokenizer: the vocabulary has no %s token %r (pass token_%s=... to use '
-                    'another token%s)' % (name, token, name, '' if name == 'unk' else ', or None')
-                )
+        if token_unk not in token_dict:
+            raise ValueError('Tokenizer: the vocabulary has no unk token %r (pass token_unk=... to '
+                             'use another token)' % (token_unk,))
         for name in ('start', 'end', 'unk', 'pad', 'mask'):
             token = getattr(self, '_token_%s' % name)
             setattr(self, '_token_%s_id' % name, token_dict.get(token) if token else None)
+        for name in ('start', 'end'):
+            token = getattr(self, '_token_%s' % name)
+            if token is not None and token not in token_dict:
+                warnings.warn(
+                    'Tokenizer: the vocabulary has no %s token %r; as in bert4keras, tokenize() '
+                    'still adds it and encode() gives it the %s id %d. Pass token_%s=None to add '
+                    'nothing, or token_%s=<a vocabulary token>.'
+                    % (name, token, token_unk, self._token_unk_id, name, name),
+                    stacklevel=2,
+                )
 
         self._setup_caches()
 
@@ -599,10 +671,12 @@ class Tokenizer(object):
 
     def _text_to_ids(self, text):
         """Ids of ``text`` including the start/end ids (the fast path behind ``encode``)."""
-        ids = [self._token_start_id] if self._token_start is not None else []
+        # token_to_id, not _token_start_id: a start/end token missing from the vocabulary
+        # encodes as [UNK] (bert4keras)
+        ids = [self.token_to_id(self._token_start)] if self._token_start is not None else []
         self._collect(text, ids, self._piece_ids, self._char_piece_ids)
         if self._token_end is not None:
-            ids.append(self._token_end_id)
+            ids.append(self.token_to_id(self._token_end))
         return ids
 
     def tokenize(self, text, maxlen=None):
@@ -836,11 +910,14 @@ class Tokenizer(object):
                 truncated).
 
         Returns:
-            list (one per token) of lists of int indices into ``text``. Special tokens (``[CLS]``,
-            ``[SEP]``, ``[UNK]``, any ``[...]``) get ``[]``; for ``[UNK]`` the word it replaced is
-            skipped so later tokens stay aligned. Indices are exact after lower-casing and accent
-            stripping too: a character that normalises to several characters (e.g. 'İ' -> 'i')
-            is reported for each token that covers part of it.
+            list (one per token) of lists of int indices into ``text``. An ``[UNK]`` token maps to
+            the characters of the word it replaced (Google's WordPiece replaces a whole word that
+            it cannot split, e.g. an emoji, a rare ideograph, an unknown Latin word), so span
+            code such as ``text[mapping[h][0]:mapping[t][-1] + 1]`` works on any text; the other
+            bracketed special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]``, ``[unused1]``,
+            ... as bert4keras' ``_is_special``) map to ``[]``. Indices are exact after
+            lower-casing and accent stripping too: a character that normalises to several
+            characters (e.g. 'İ' -> 'i') is reported for each token that covers part of it.
 
         Raises:
             ValueError: a token cannot be found in the text (it was not produced from this text
@@ -849,17 +926,29 @@ class Tokenizer(object):
         self._check_text(text, 'rematch')
         normalized, char_mapping = self._normalize_with_mapping(text)
         token_mapping, offset, fallback = [], 0, None
+        unk = None  # (index in token_mapping, normalized start) of the last [UNK]
         for token in tokens:
+            if token == self._token_unk:
+                start = offset
+                offset, fallback = self._skip_unknown_word(text, normalized, char_mapping, offset)
+                if fallback is not None:
+                    start = fallback - 1  # the word's first character (whitespace skipped)
+                unk = (len(token_mapping), start)
+                token_mapping.append(_original_span(text, char_mapping, start, offset))
+                continue
             if self._is_special(token):
                 token_mapping.append([])
-                if token == self._token_unk:
-                    offset, fallback = self._skip_unknown_word(text, normalized, char_mapping, offset)
                 continue
             stem = self.stem(token)
             start = normalized.find(stem, offset)
             if start < 0 and fallback is not None:
-                # pre_tokenize may have cut the unknown word inside a basic word
+                # pre_tokenize may have cut the unknown word inside a basic word: the [UNK] then
+                # covers only the part before this token
                 start = normalized.find(stem, fallback)
+                if start >= 0 and unk is not None:
+                    position, unk_start = unk
+                    token_mapping[position] = _original_span(text, char_mapping, unk_start,
+                                                             max(start, fallback))
             if start < 0:
                 raise ValueError(
                     'rematch: token %r not found in the text after position %d; were the tokens '
@@ -869,7 +958,7 @@ class Tokenizer(object):
                 )
             end = start + len(stem)
             token_mapping.append(char_mapping[start:end])
-            offset, fallback = end, None
+            offset, fallback, unk = end, None, None
         return token_mapping
 
     def _skip_unknown_word(self, text, normalized, char_mapping, offset):

@@ -562,11 +562,12 @@ def test_rematch_lower_case_and_accents():
 
 def test_rematch_unk_skips_the_replaced_word():
     tok = make()
-    # 'bab' is unknown -> [UNK]; the following 'a' must map to the real 'a', not the one inside
+    # 'bab' is unknown -> [UNK], mapped to the word it replaced; the following 'a' must map to the
+    # real 'a', not the one inside
     text = 'bab a 龙我'
     tokens = tok.tokenize(text)
     assert tokens == ['[CLS]', '[UNK]', 'a', '[UNK]', '我', '[SEP]']
-    assert tok.rematch(text, tokens) == [[], [], [4], [], [7], []]
+    assert tok.rematch(text, tokens) == [[], [0, 1, 2], [4], [6], [7], []]
     # truncated tokens still align
     tokens = tok.tokenize('我爱北京天安门', maxlen=4)
     assert tok.rematch('我爱北京天安门', tokens) == [[], [0], [1], []]
@@ -578,42 +579,60 @@ def reference_offsets(text, reference):
     An independent way to the answer ``rematch`` should give: normalise each character on its own
     (valid for texts without Greek capital sigma or reorderable non-Mn marks), build Google's basic
     words remembering where every character came from, then cut the origins along the WordPiece
-    pieces. ``[UNK]`` gets ``[]``.
+    pieces. ``[UNK]`` gets every original index from its word's first character up to the next
+    character that survives normalisation (so characters dropped inside or after the word count).
     """
+    events = []  # origin of every character the normalised text has, whitespace included
     words, current = [], None
+
+    def new_word(c, i):
+        events.append(i)
+        word = ([c], [i], [len(events) - 1])  # chars, origins, event numbers
+        words.append(word)
+        return word
+
     for i, ch in enumerate(text):
         cp = ord(ch)
         if cp == 0 or cp == 0xFFFD or ref_is_control(ch):
             continue
         if ref_is_whitespace(ch):
-            current = None
-            continue
-        if ref_is_chinese_char(cp):
-            piece = reference.strip_accents(ch.lower()) if reference.do_lower_case else ch
-            words.append((piece, [i] * len(piece)))
+            events.append(i)
             current = None
             continue
         piece = reference.strip_accents(ch.lower()) if reference.do_lower_case else ch
+        if ref_is_chinese_char(cp):
+            if piece:
+                word = new_word(piece[0], i)
+                for c in piece[1:]:
+                    events.append(i)
+                    word[0].append(c)
+                    word[1].append(i)
+                    word[2].append(len(events) - 1)
+            current = None
+            continue
         for c in piece:
             if ref_is_punctuation(c):
-                words.append((c, [i]))
+                new_word(c, i)
                 current = None
             elif c.isspace():
+                events.append(i)
                 current = None
+            elif current is None:
+                current = new_word(c, i)
             else:
-                if current is None:
-                    current = ([], [])
-                    words.append(current)
+                events.append(i)
                 current[0].append(c)
                 current[1].append(i)
+                current[2].append(len(events) - 1)
     tokens, offsets = [], []
-    for chars, origins in words:
+    for chars, origins, numbers in words:
         word = ''.join(chars)
         start = 0
         for token in reference.wordpiece(word):
             tokens.append(token)
             if token == reference.unk:
-                offsets.append([])
+                stop = events[numbers[-1] + 1] if numbers[-1] + 1 < len(events) else len(text)
+                offsets.append(list(range(origins[0], max(stop, origins[-1] + 1))))
             else:
                 n = len(Tokenizer.stem(token))
                 offsets.append(list(origins[start:start + n]))
@@ -656,6 +675,9 @@ def test_rematch_round_trip_on_random_text():
             mapping = tok.rematch(text, tokens)
             assert len(mapping) == len(tokens)
             for token, idx in zip(tokens, mapping):
+                if token == '[UNK]':
+                    assert idx, ascii(text)  # the characters of the word it replaced
+                    continue
                 if token.startswith('['):
                     assert idx == []
                     continue
@@ -752,8 +774,9 @@ def test_error_missing_vocab_file(tmp_path):
 
 def test_error_missing_special_tokens(tmp_path):
     vocab = {t: i for i, t in enumerate(['[PAD]', '[UNK]', '[CLS]', 'a'])}
-    with pytest.raises(ValueError, match=r"end token '\[SEP\]'"):
-        Tokenizer(vocab)
+    # a missing start/end token is accepted as in bert4keras (encoded as [UNK]), with a warning
+    with pytest.warns(UserWarning, match=r"end token '\[SEP\]'"):
+        assert Tokenizer(vocab).encode('a')[0] == [2, 3, 1]
     with pytest.raises(ValueError, match=r"unk token '\[UNK\]'"):
         Tokenizer({'[CLS]': 0, '[SEP]': 1})
     # None disables a special token; a missing pad/mask is fine (id None)
