@@ -9,47 +9,62 @@ bert4keras-style `Adam`, or a class returned by another ``extend_with_*``), so t
                         exclude_from_weight_decay=['Norm', 'bias'], lr_schedule={1000: 1, 2000: 0.1})
 
 No Keras function is patched: the extensions live in ``build`` / ``update_step`` / ``learning_rate`` of
-the derived class, and Keras' own mechanisms are used where they exist:
+the derived class, and Keras' own mechanisms are used where they give bert4keras' arithmetic:
 
 =================================  ==================================================================
 extension                          implemented with
 =================================  ==================================================================
-weight decay                       Keras' built-in decoupled ``weight_decay`` (θ ← θ − lr·λ·θ before the
-                                   step); bert4keras' regex exclusions are resolved on variable paths and
-                                   handed to Keras' ``exclude_from_weight_decay(var_list=...)``
 gradient accumulation              Keras' ``gradient_accumulation_steps`` (mean of k micro-batch
                                    gradients, one update per k calls; ``iterations`` counts updates)
 piecewise linear learning rate     a multiplier on Keras' learning rate (a float *or* any
                                    ``LearningRateSchedule``), driven by the update counter
-layer adaptation, lazy rows,       written here, in ``update_step`` around the base update
-parameter-wise lr, lookahead,
-EMA with apply/reset
+weight decay, layer adaptation,    written here, in ``update_step`` around the base update (Keras'
+lazy rows, parameter-wise lr,      ``weight_decay`` decays *before* the step, which LAMB's trust
+lookahead, EMA with apply/reset    ratio must not see; see below)
 =================================  ==================================================================
 
-Per variable, one update runs these stages in a fixed order, whatever order the classes were nested
-in (so ``extend_with_a(extend_with_b(X))`` and ``extend_with_b(extend_with_a(X))`` behave the same):
+One update of a variable θ, with lr the scheduled rate (as bert4keras' tf.keras ``_decayed_lr``):
 
 1. learning rate = Keras' rate × piecewise-linear multiplier (``lr_schedule``) at the update count;
-2. Keras' decoupled weight decay: θ ← θ − lr·λ·θ (non-excluded variables);
-3. the base optimizer's step Δ (e.g. Adam's −lr·m̂/(√v̂+ε)) with the mean accumulated gradient;
-4. layer adaptation: Δ ← Δ·‖θ‖/‖Δ/lr‖ (LAMB's trust ratio; 1 if either norm is 0);
-5. parameter-wise learning rate: Δ ← Δ·Π{value : key ⊂ variable path};
-6. lazy optimisation: rows whose gradient is all zero keep their old value, and so do the base
-   optimizer's slots (Adam's m and v) on those rows;
-7. lookahead: Φ starts as the weights entering the first update; after every
-   ``steps_per_slow_update`` updates, Φ ← Φ + α(θ − Φ), θ ← Φ;
-8. exponential moving average: e ← μe + (1 − μ)θ.
+2. the base optimizer's step from θ to θ' (e.g. Adam's θ' = θ − lr·m̂/(√v̂+ε)) with the mean accumulated
+   gradient;
+3. the *update transforms*, applied to θ' **in the order the classes were nested, innermost first** —
+   exactly like bert4keras, where each extension intercepts the base optimizer's ``K.update(θ, θ')``:
 
-Stages 4–7 hold one extra copy of the variable being updated (one variable at a time), and lazy
-optimisation one copy of each of its slots; variables no stage touches are updated by the base
-optimizer alone.
+   * weight decay: θ' ← θ' − lr·λ·θ (non-excluded variables);
+   * layer adaptation (LAMB's trust ratio): Δ = θ' − θ, θ' ← θ + Δ·‖θ‖/‖Δ/lr‖ (1 if either norm is 0);
+   * parameter-wise learning rate: θ' ← θ + (θ' − θ)·Π{value : key ⊂ variable path};
+   * lazy optimisation: rows whose gradient is all zero keep θ (and the base optimizer's slots, e.g.
+     Adam's m and v, keep their old rows);
+
+   so ``extend_with_layer_adaptation(extend_with_weight_decay(Adam))`` scales the decayed update
+   (LAMB as in the paper and in bert4keras), while ``extend_with_weight_decay(
+   extend_with_layer_adaptation(Adam))`` adds the unscaled decay after the trust-ratio step;
+4. lookahead: Φ starts as θ₀, the weights entering the first update; after every
+   ``steps_per_slow_update`` updates, Φ ← Φ + α(θ' − Φ), θ' ← Φ;
+5. exponential moving average: e ← μe + (1 − μ)θ'.
+
+Steps 4 and 5 come last whatever the nesting (in bert4keras, an extension wrapped *around* lookahead
+also intercepted lookahead's copy θ ← Φ, e.g. decaying twice per step). Steps 3–4 hold one extra copy of
+the variable being updated (one variable at a time), lazy optimisation one copy of each of its slots;
+variables no stage touches are updated by the base optimizer alone.
 
 Differences from bert4keras, on purpose: ``iterations`` counts real updates under gradient
 accumulation (bert4keras counted micro-batches, so its schedules, Adam bias correction and lookahead
-periods ran k times too fast, and its first step applied a zero gradient); lookahead's slow weights
-start as the weights θ₀ at the first update (bert4keras started them at zero, which shrank θ by α at
-the first sync); lazy optimisation also freezes the slots of unseen rows (bert4keras froze only the variable, so
-Adam's momentum kept moving unseen embedding rows once the mask lifted).
+periods ran k times too fast, and its first step applied a zero gradient); weight decay runs once per
+real update whatever the nesting (bert4keras decayed on every micro-batch when weight decay wrapped
+gradient accumulation); lookahead's slow weights start as the weights θ₀ and synchronise after updates
+k, 2k, … (bert4keras started them at zero and synchronised at updates 1, k + 1, …, which shrank θ by α
+at the first update); lazy optimisation also freezes the slots of unseen rows (bert4keras froze only the
+variable, so Adam's momentum kept moving unseen embedding rows once the mask lifted); the EMA of an
+embedding with a sparse gradient advances once per update (bert4keras advanced it twice).
+
+The rest of bert4keras' optimizers module is here too: `AdaFactor` (= ``AdaFactorV1`` = ``AdaFactorV2``,
+on `AdaFactorBase`) and `Lion` (= ``LionV2``) from `optimizers_extra`; every ``extend_with_X_v2`` (the
+same function as ``extend_with_X``: Keras 3 has one optimizer API); `export_to_custom_objects`;
+`custom_objects`; and the helpers it imported (``is_string``, ``string_matching``, ``is_one_of``,
+``insert_arguments``, ``piecewise_linear``, ``rms``, ``is_tf_keras``). bert4keras' `Adam` also takes
+Keras 2's ``lr=``.
 
 Saving: every class made here is registered with Keras under ``'bert4keras_ext>' + name``; ``name``
 defaults to a deterministic ``'<Base>_<Extension>'``, Keras' own optimizers prefixed with ``Keras``:
@@ -65,15 +80,30 @@ Mixed precision: wrap any of these in ``keras.optimizers.LossScaleOptimizer`` (`
 ``mixed_float16``); the EMA methods then live on ``optimizer.inner_optimizer``. Under
 ``tf.distribute`` build the optimizer inside ``strategy.scope()`` like the model.
 """
+import functools
+import inspect
 import re
 import warnings
 
 from bert4keras_ext.backend import keras, ops, piecewise_linear
+from bert4keras_ext.backend import is_tf_keras, root_mean_square as rms
+from bert4keras_ext.misc import insert_arguments, is_one_of
+from bert4keras_ext.optimizers_extra import (
+    AdaFactor, AdaFactorBase, AdaFactorV1, AdaFactorV2, Lion, LionV2, _take_lr_alias,
+)
+from bert4keras_ext.text_utils import is_string, string_matching
 
 __all__ = [
     'Adam', 'AdamW', 'AdamEMA', 'DerivedOptimizer', 'extend_with_weight_decay', 'extend_with_layer_adaptation',
     'extend_with_piecewise_linear_lr', 'extend_with_gradient_accumulation', 'extend_with_lookahead',
     'extend_with_lazy_optimization', 'extend_with_exponential_moving_average', 'extend_with_parameter_wise_lr',
+    # bert4keras' other public names (see the end of the module)
+    'AdaFactor', 'AdaFactorBase', 'AdaFactorV1', 'AdaFactorV2', 'Lion', 'LionV2', 'custom_objects',
+    'export_to_custom_objects', 'extend_with_weight_decay_v2', 'extend_with_layer_adaptation_v2',
+    'extend_with_piecewise_linear_lr_v2', 'extend_with_gradient_accumulation_v2', 'extend_with_lookahead_v2',
+    'extend_with_lazy_optimization_v2', 'extend_with_exponential_moving_average_v2',
+    'extend_with_parameter_wise_lr_v2', 'insert_arguments', 'is_one_of', 'is_string', 'is_tf_keras',
+    'piecewise_linear', 'rms', 'string_matching',
 ]
 
 _PACKAGE = 'bert4keras_ext'
@@ -95,6 +125,11 @@ def _dense(x):
         import tensorflow as tf  # only reached on the TensorFlow backend, which produces IndexedSlices
         return tf.convert_to_tensor(x)
     return x
+
+
+def _constant(value, dtype):
+    """A Python number as a tensor of `dtype`, exactly (`ops.cast` would round it through float32 first)."""
+    return ops.convert_to_tensor(value, dtype)
 
 
 def _read(variable):
@@ -119,7 +154,8 @@ class Adam(keras.optimizers.Optimizer):
     Differences from `keras.optimizers.Adam`: ``epsilon`` defaults to 1e-6 and is added to the
     bias-corrected √v̂ (θ ← θ − lr·m̂/(√v̂ + ε), m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ)), and ``bias_correction=False``
     uses m and v directly. Sparse (embedding) gradients are densified, as in bert4keras. Any Keras
-    optimizer argument (``weight_decay``, ``clipnorm``, ``gradient_accumulation_steps`` …) is accepted.
+    optimizer argument (``weight_decay``, ``clipnorm``, ``gradient_accumulation_steps`` …) is accepted,
+    and Keras 2's ``lr=`` as an alias of ``learning_rate``.
 
     ``fused=True`` (default) updates each variable with TensorFlow's one-pass ``ResourceApplyAdam``
     kernel where it applies (TensorFlow backend, no distribution strategy): the same update, with ε
@@ -131,6 +167,7 @@ class Adam(keras.optimizers.Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-6, bias_correction=True,
                  fused=True, name=None, **kwargs):
+        learning_rate = _take_lr_alias(learning_rate, 0.001, kwargs, type(self).__name__)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.beta_1 = float(beta_1)
         self.beta_2 = float(beta_2)
@@ -152,7 +189,7 @@ class Adam(keras.optimizers.Optimizer):
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(_dense(gradient), dtype)
-        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        beta_1, beta_2 = _constant(self.beta_1, dtype), _constant(self.beta_2, dtype)
         m_t = beta_1 * m + (1.0 - beta_1) * gradient
         v_t = beta_2 * v + (1.0 - beta_2) * ops.square(gradient)
         self.assign(m, m_t)
@@ -161,7 +198,7 @@ class Adam(keras.optimizers.Optimizer):
             step = ops.cast(self.iterations + 1, dtype)
             m_t = m_t / (1.0 - ops.power(beta_1, step))
             v_t = v_t / (1.0 - ops.power(beta_2, step))
-        self.assign_sub(variable, lr * m_t / (ops.sqrt(v_t) + ops.cast(self.epsilon, dtype)))
+        self.assign_sub(variable, lr * m_t / (ops.sqrt(v_t) + _constant(self.epsilon, dtype)))
 
     def _can_fuse(self):
         if not self.fused or keras.backend.backend() != 'tensorflow':
@@ -205,20 +242,17 @@ def _resource_handle(variable):
 class _VariableSettings:
     """What the derived stages do to one model variable (resolved once, at build time, from its path)."""
 
-    __slots__ = ('path', 'layer_adaptation', 'multiplier', 'lazy', 'lazy_slots', 'slow', 'ema')
+    __slots__ = ('path', 'stages', 'decay', 'multiplier', 'lazy', 'lazy_slots', 'slow', 'ema')
 
     def __init__(self, path):
         self.path = path
-        self.layer_adaptation = False
+        self.stages = ()  # the update transforms, in nesting order (innermost first)
+        self.decay = 0.0
         self.multiplier = 1.0
         self.lazy = False
         self.lazy_slots = []
         self.slow = None
         self.ema = None
-
-    @property
-    def reshapes_update(self):
-        return self.layer_adaptation or self.multiplier != 1.0 or self.lazy
 
 
 class _State:
@@ -239,6 +273,7 @@ class DerivedOptimizer:
     """
 
     _derived_extensions = ()
+    weight_decay_rate = 0.0
     lr_schedule = None
     paramwise_lr_schedule = None
     exclude_from_layer_adaptation = None
@@ -259,8 +294,14 @@ class DerivedOptimizer:
 
     @learning_rate.setter
     def learning_rate(self, learning_rate):
-        # sets the base rate (the schedule keeps multiplying it)
-        keras.optimizers.Optimizer.learning_rate.fset(self, learning_rate)
+        # sets the base rate (the schedule keeps multiplying it), through the base optimizer's own setter
+        # (AdaFactor's switches its relative step size off)
+        mro = type(self).__mro__
+        for klass in mro[mro.index(DerivedOptimizer) + 1:]:
+            prop = vars(klass).get('learning_rate')
+            if isinstance(prop, property) and prop.fset is not None:
+                return prop.fset(self, learning_rate)
+        raise AttributeError('%s has no learning_rate setter' % type(self).__name__)
 
     # ----------------------------------------------------------------------------- building
     def _derived_state(self):
@@ -294,24 +335,34 @@ class DerivedOptimizer:
         state.settings = []
         for variable in var_list:
             settings = _VariableSettings(_variable_path(variable))
-            path = settings.path
-            if self.exclude_from_layer_adaptation is not None:
-                settings.layer_adaptation = not _string_matching(path, self.exclude_from_layer_adaptation)
-            if self.paramwise_lr_schedule:
-                for key, value in self.paramwise_lr_schedule.items():
-                    if key in path:
-                        settings.multiplier *= float(value)
-            if self.include_in_lazy_optimization is not None:
-                settings.lazy = _string_matching(path, self.include_in_lazy_optimization)
-                if settings.lazy:
-                    settings.lazy_slots = [s for s in state.slots.get(id(variable), []) if id(s) not in keras_buffers]
+            path, stages = settings.path, []
+            # _derived_extensions lists the extensions innermost first: the order in which bert4keras'
+            # nested K.update interceptions transform the new value
+            for tag in self._derived_extensions:
+                if tag == 'WeightDecay' and self.weight_decay_rate:
+                    if not _string_matching(path, self.exclude_from_weight_decay_patterns or []):
+                        settings.decay = self.weight_decay_rate
+                        stages.append('decay')
+                elif tag == 'LayerAdaptation':
+                    if not _string_matching(path, self.exclude_from_layer_adaptation):
+                        stages.append('adapt')
+                elif tag == 'ParameterWiseLR':
+                    for key, value in self.paramwise_lr_schedule.items():
+                        if key in path:
+                            settings.multiplier *= float(value)
+                    if settings.multiplier != 1.0:
+                        stages.append('scale')
+                elif tag == 'LazyOptimization':
+                    if _string_matching(path, self.include_in_lazy_optimization):
+                        settings.lazy = True
+                        stages.append('lazy')
+                        # only the slots shaped like the variable have rows to freeze (not e.g.
+                        # AdaFactor's factored moments)
+                        settings.lazy_slots = [
+                            s for s in state.slots.get(id(variable), [])
+                            if id(s) not in keras_buffers and tuple(s.shape) == tuple(variable.shape)]
+            settings.stages = tuple(stages)
             state.settings.append(settings)
-        if self.exclude_from_weight_decay_patterns:
-            excluded = [v for v, s in zip(var_list, state.settings)
-                        if _string_matching(s.path, self.exclude_from_weight_decay_patterns)]
-            previous = getattr(self, '_exclude_from_weight_decay_pattern', None)
-            self.exclude_from_weight_decay(var_list=excluded,
-                                           var_names=[previous.pattern] if previous is not None else None)
         if self.steps_per_slow_update is not None:
             for variable, settings in zip(var_list, state.settings):
                 settings.slow = self.add_variable_from_reference(variable, name='slow')
@@ -322,51 +373,63 @@ class DerivedOptimizer:
     # ----------------------------------------------------------------------------- one update
     def update_step(self, gradient, variable, learning_rate):
         settings = self._derived_state().settings[self._get_variable_index(variable)]
-        lookahead = settings.slow is not None
-        if not (settings.reshapes_update or lookahead or settings.ema is not None):
+        stages, lookahead = settings.stages, settings.slow is not None
+        if not (stages or lookahead or settings.ema is not None):
             return super().update_step(gradient, variable, learning_rate)
 
-        old = _read(variable) if (settings.reshapes_update or lookahead) else None
+        lr = ops.cast(learning_rate, variable.dtype)
+        # Decay alone (AdamW): subtract lr·λ·θ, taken before the step, from the stepped weights — one
+        # read of θ fewer than keeping θ and reading the stepped weights back.
+        decay_only = stages == ('decay',) and not lookahead
+        if decay_only:
+            decay = lr * _constant(settings.decay, variable.dtype) * _read(variable)
+        old = _read(variable) if (stages and not decay_only) or lookahead else None
         if settings.lazy:
-            gradient_dense = _dense(gradient)
             # (rows, 1) for matrices; a single flag for vectors, as in bert4keras
-            seen = ops.any(ops.not_equal(gradient_dense, 0), axis=-1, keepdims=True)
+            seen = ops.any(ops.not_equal(_dense(gradient), 0), axis=-1, keepdims=True)
             old_slots = [_read(slot) for slot in settings.lazy_slots]
         super().update_step(gradient, variable, learning_rate)
-        new = _read(variable)
 
-        if settings.reshapes_update:
-            delta = new - old
-            if settings.layer_adaptation:
-                lr = ops.maximum(ops.cast(learning_rate, delta.dtype), keras.config.epsilon())
-                weight_norm = ops.sqrt(ops.sum(ops.square(old)))
-                update_norm = ops.sqrt(ops.sum(ops.square(delta / lr)))
-                safe = ops.where(update_norm > 0, update_norm, 1.0)
-                ratio = ops.where(ops.logical_and(weight_norm > 0, update_norm > 0), weight_norm / safe, 1.0)
-                delta = delta * ratio
-            if settings.multiplier != 1.0:
-                delta = delta * ops.cast(settings.multiplier, delta.dtype)
-            if settings.layer_adaptation or settings.multiplier != 1.0:
-                new = old + delta
+        new = None
+        if decay_only:
+            self.assign_sub(variable, decay)
+        elif stages:
+            new = _read(variable)
+            for stage in stages:
+                if stage == 'decay':
+                    new = new - lr * _constant(settings.decay, new.dtype) * old
+                elif stage == 'adapt':
+                    delta = new - old
+                    safe_lr = ops.maximum(lr, _constant(keras.config.epsilon(), lr.dtype))
+                    weight_norm = ops.sqrt(ops.sum(ops.square(old)))
+                    update_norm = ops.sqrt(ops.sum(ops.square(delta / safe_lr)))
+                    ratio = ops.where(ops.logical_and(weight_norm > 0, update_norm > 0),
+                                      weight_norm / ops.where(update_norm > 0, update_norm, 1.0), 1.0)
+                    new = old + delta * ratio
+                elif stage == 'scale':
+                    new = old + (new - old) * _constant(settings.multiplier, new.dtype)
+                else:  # lazy
+                    new = ops.where(seen, new, old)
             if settings.lazy:
-                new = ops.where(seen, new, old)
                 for slot, old_slot in zip(settings.lazy_slots, old_slots):
                     self.assign(slot, ops.where(seen, _read(slot), old_slot))
             self.assign(variable, new)
 
         if lookahead:
+            new = _read(variable) if new is None else new
             # Φ₀ = the weights at the first update. Taken here rather than copied at build time: Keras
             # builds the optimizer while tracing the first step, where a copy of a large weight cannot be
             # lifted out of an XLA function.
             slow = ops.where(ops.equal(self.iterations, 0), old, _read(settings.slow))
             sync = ops.equal((self.iterations + 1) % self.steps_per_slow_update, 0)
-            synced = slow + ops.cast(self.slow_step_size, slow.dtype) * (new - slow)
+            synced = slow + _constant(self.slow_step_size, slow.dtype) * (new - slow)
             self.assign(settings.slow, ops.where(sync, synced, slow))
             new = ops.where(sync, synced, new)
             self.assign(variable, new)
 
         if settings.ema is not None:
-            momentum = ops.cast(self.ema_momentum, new.dtype)
+            new = _read(variable) if new is None else new
+            momentum = _constant(self.ema_momentum, new.dtype)
             self.assign(settings.ema, momentum * _read(settings.ema) + (1.0 - momentum) * new)
 
     # ----------------------------------------------------------------------------- validation
@@ -434,11 +497,15 @@ def _patterns(value, argument):
 # The factories
 # ---------------------------------------------------------------------------------------------------
 def extend_with_weight_decay(BaseOptimizer, name=None):
-    """Decoupled weight decay θ ← θ − lr·λ·θ, built on Keras' own ``weight_decay``.
+    """Decoupled weight decay as bert4keras applies it: the step's new value θ' becomes θ' − lr·λ·θ.
 
     New arguments: ``weight_decay_rate=0.01`` (λ) and ``exclude_from_weight_decay=[]``: regexes searched
     in each variable's path (e.g. ``['Norm', 'bias']`` skips LayerNorm gammas/betas and all biases).
-    The decay uses the current (scheduled) learning rate and runs once per real update.
+    lr is the current (scheduled) learning rate; the decay runs once per real update. Keras' own
+    ``weight_decay=`` is accepted as an alias of ``weight_decay_rate`` but not used as Keras uses it
+    (before the step): nested inside ``extend_with_layer_adaptation`` the decay must be part of the
+    update that LAMB's trust ratio scales, and outside it the ratio must see the undecayed weights.
+    For optimizers whose step does not read θ (Adam, Lion, SGD) the result equals Keras' decay.
     """
     bases, cached, name = _prepare(BaseOptimizer, 'WeightDecay', name)
     if cached is not None:
@@ -447,18 +514,24 @@ def extend_with_weight_decay(BaseOptimizer, name=None):
     class NewOptimizer(*bases):
         def __init__(self, *args, weight_decay_rate=0.01, exclude_from_weight_decay=None, **kwargs):
             keras_decay = kwargs.pop('weight_decay', None)
-            if keras_decay is not None and float(keras_decay) != float(weight_decay_rate):
+            if keras_decay is not None and float(keras_decay) != float(weight_decay_rate or 0.0):
                 raise ValueError('pass the decay once: weight_decay_rate=%r and weight_decay=%r disagree'
                                  % (weight_decay_rate, keras_decay))
-            rate = float(weight_decay_rate) if weight_decay_rate else None
-            super().__init__(*args, weight_decay=rate, **kwargs)
-            self.weight_decay_rate = rate or 0.0
+            super().__init__(*args, **kwargs)
+            if getattr(self, 'weight_decay', None):
+                raise ValueError('%s already applies Keras\' weight_decay=%r; extend an optimizer without its '
+                                 'own decay (e.g. keras.optimizers.Adam rather than AdamW)'
+                                 % (BaseOptimizer.__name__, self.weight_decay))
+            rate = float(weight_decay_rate or 0.0)
+            if rate < 0:
+                raise ValueError('weight_decay_rate must be >= 0, got %r' % (weight_decay_rate,))
+            self.weight_decay_rate = rate
             self.exclude_from_weight_decay_patterns = _patterns(exclude_from_weight_decay,
                                                                 'exclude_from_weight_decay')
 
         def get_config(self):
             config = super().get_config()
-            config.pop('weight_decay', None)  # derived from weight_decay_rate
+            config.pop('weight_decay', None)  # Keras' (unused) decay
             config.update(weight_decay_rate=self.weight_decay_rate,
                           exclude_from_weight_decay=list(self.exclude_from_weight_decay_patterns))
             return config
@@ -467,13 +540,14 @@ def extend_with_weight_decay(BaseOptimizer, name=None):
 
 
 def extend_with_layer_adaptation(BaseOptimizer, name=None):
-    """Layer-wise adaptive rate (LAMB's trust ratio): the step Δ of each variable becomes Δ·‖θ‖/‖Δ/lr‖.
+    """Layer-wise adaptive rate (LAMB's trust ratio): the update Δ = θ' − θ of each variable becomes Δ·‖θ‖/‖Δ/lr‖.
 
     New argument: ``exclude_from_layer_adaptation=[]`` (regexes on variable paths). The ratio is 1 when
-    either norm is 0; lr is floored at ``keras.config.epsilon()``. As in `keras.optimizers.Lamb`, the
-    ratio applies to the optimizer's step and not to the (Keras) decoupled weight decay, so
-    ``extend_with_layer_adaptation(extend_with_weight_decay(keras.optimizers.Adam))`` equals Keras' Lamb
-    (with Adam's ε placement). Written here: Keras has no trust-ratio hook for other optimizers.
+    either norm is 0; lr is floored at ``keras.config.epsilon()``. Δ is the update made by everything
+    nested inside: ``extend_with_layer_adaptation(extend_with_weight_decay(Adam))`` scales Adam's step
+    *plus* the decay (LAMB as in the paper and in bert4keras); ``extend_with_weight_decay(
+    extend_with_layer_adaptation(Adam))`` scales only Adam's step and then adds the decay.
+    `keras.optimizers.Lamb` is neither: it decays first and then lets the ratio see the decayed weights.
     """
     bases, cached, name = _prepare(BaseOptimizer, 'LayerAdaptation', name)
     if cached is not None:
@@ -566,8 +640,8 @@ def extend_with_lookahead(BaseOptimizer, name=None):
     """Lookahead (Zhang et al. 2019): slow weights Φ, starting at the model's weights θ₀.
 
     New arguments: ``steps_per_slow_update=5`` (k) and ``slow_step_size=0.5`` (α). After every k updates
-    Φ ← Φ + α(θ − Φ) and θ ← Φ. Φ₀ is the weights as the first update starts (after that update's
-    decoupled weight decay, if any: a factor 1 − lr·λ). Φ is one extra buffer per variable, saved with
+    Φ ← Φ + α(θ − Φ) and θ ← Φ. Φ₀ is the weights as the first update starts (bert4keras started Φ at
+    zero and synchronised at updates 1, k + 1, …). Φ is one extra buffer per variable, saved with
     the optimizer. Written here (Keras has no lookahead).
     """
     bases, cached, name = _prepare(BaseOptimizer, 'Lookahead', name)
@@ -598,7 +672,9 @@ def extend_with_lazy_optimization(BaseOptimizer, name=None):
     New argument: ``include_in_lazy_optimization=[]`` (regexes on variable paths, typically
     ``['Embedding']``). A row (last axis) with an all-zero gradient keeps its value *and* its rows of
     the base optimizer's slots (Adam's m and v), so token embeddings absent from a batch do not drift
-    with stale momentum. Works with the sparse gradients of embedding lookups. Written here.
+    with stale momentum. Works with the sparse gradients of embedding lookups. As in bert4keras the mask
+    applies to the update made by the extensions nested inside (a weight decay wrapped around this one
+    still decays unseen rows). Written here.
     """
     bases, cached, name = _prepare(BaseOptimizer, 'LazyOptimization', name)
     if cached is not None:
@@ -688,7 +764,9 @@ def extend_with_parameter_wise_lr(BaseOptimizer, name=None):
 
     A variable's step is multiplied by the product of the values whose key is a *substring* of its path
     (bert4keras semantics), e.g. layer-wise rates ``{'Transformer-0-': 0.5, 'Transformer-11-': 1.0}``.
-    Keras' decoupled weight decay is not scaled. Written here (Keras has no per-variable rates).
+    As in bert4keras the multiplier scales the update made by the extensions nested inside it (a weight
+    decay nested inside is scaled too; layer adaptation wrapped around it undoes it). Written here (Keras
+    has no per-variable rates).
     """
     bases, cached, name = _prepare(BaseOptimizer, 'ParameterWiseLR', name)
     if cached is not None:
@@ -713,3 +791,56 @@ def extend_with_parameter_wise_lr(BaseOptimizer, name=None):
 # bert4keras' usual conveniences
 AdamW = extend_with_weight_decay(Adam, name='AdamW')
 AdamEMA = extend_with_exponential_moving_average(Adam, name='AdamEMA')
+
+
+# ---------------------------------------------------------------------------------------------------
+# The rest of bert4keras' optimizers module
+# ---------------------------------------------------------------------------------------------------
+def export_to_custom_objects(base_extend_with):
+    """bert4keras' decorator for optimizer factories: ``f(BaseOptimizer)`` → ``f(BaseOptimizer, name=None)``.
+
+    The decorated factory names the class it returns ``name`` (if given) and registers it with Keras under
+    ``'bert4keras_ext>' + name`` so that saved models load it back (bert4keras put it in
+    ``keras.utils.get_custom_objects()`` under the bare name; Keras 3 serialises registered names).
+    A factory that already takes ``name`` (all of this module's) receives it unchanged.
+
+    Args:
+        base_extend_with: a function taking an optimizer class and returning a subclass of it. Note that a
+            bert4keras-style body overriding ``_resource_apply_dense`` or ``get_updates`` has no effect on
+            Keras 3, whose optimizers call ``update_step(gradient, variable, learning_rate)``.
+    """
+    takes_name = 'name' in inspect.signature(base_extend_with).parameters
+
+    @functools.wraps(base_extend_with)
+    def new_extend_with(BaseOptimizer, name=None):
+        if name is not None and not is_string(name):
+            raise TypeError('%s: name must be a string, got %r' % (base_extend_with.__name__, name))
+        if takes_name:
+            return base_extend_with(BaseOptimizer, name=name)
+        NewOptimizer = base_extend_with(BaseOptimizer)
+        if name is not None:
+            NewOptimizer.__name__ = NewOptimizer.__qualname__ = name
+        return keras.saving.register_keras_serializable(package=_PACKAGE, name=NewOptimizer.__name__)(NewOptimizer)
+
+    return new_extend_with
+
+
+# What bert4keras imports with TF_KERAS=1. Keras 3 has one optimizer API, so the tf.keras ("_v2") and
+# Keras 2 variants are the same functions; both take bert4keras' call form f(BaseOptimizer, name=None).
+extend_with_weight_decay_v2 = extend_with_weight_decay
+extend_with_layer_adaptation_v2 = extend_with_layer_adaptation
+extend_with_piecewise_linear_lr_v2 = extend_with_piecewise_linear_lr
+extend_with_gradient_accumulation_v2 = extend_with_gradient_accumulation
+extend_with_lookahead_v2 = extend_with_lookahead
+extend_with_lazy_optimization_v2 = extend_with_lazy_optimization
+extend_with_exponential_moving_average_v2 = extend_with_exponential_moving_average
+extend_with_parameter_wise_lr_v2 = extend_with_parameter_wise_lr
+
+# bert4keras also copied these into Keras' global custom objects; that is not done here: under Keras 3
+# the bare name 'Adam' there would capture the loading of every model saved with keras.optimizers.Adam.
+# The classes are registered as 'bert4keras_ext>Adam' / 'bert4keras_ext>AdaFactor', which is what loads
+# them; pass this dict as load_model(..., custom_objects=custom_objects) where a script did so.
+custom_objects = {
+    'Adam': Adam,
+    'AdaFactor': AdaFactor,
+}

@@ -95,8 +95,11 @@ def piecewise(t, schedule):
 def numpy_reference(init, grad_fn, steps, base='keras_adam', lr=0.05, beta_1=0.9, beta_2=0.95, epsilon=1e-7,
                     bias_correction=True, weight_decay=0.0, exclude_from_weight_decay=(), grad_accum_steps=1,
                     lr_schedule=None, exclude_from_layer_adaptation=None, paramwise_lr_schedule=None,
-                    include_in_lazy_optimization=None, lookahead=None, ema_momentum=None):
+                    include_in_lazy_optimization=None, lookahead=None, ema_momentum=None,
+                    order=('decay', 'adapt', 'scale', 'lazy')):
     """The update rules of the module docstring, in float64, one variable at a time.
+
+    `order`: the update transforms in nesting order, innermost first (bert4keras' K.update interceptions).
 
     Hyperparameters are rounded to float32 first, as the optimizer holds them (1 − β₂ for β₂ = 0.999
     is 1.3e-5 off in float32, which would otherwise show as a 1e-6 drift per step).
@@ -131,8 +134,6 @@ def numpy_reference(init, grad_fn, steps, base='keras_adam', lr=0.05, beta_1=0.9
         for k in theta:
             g = grads[k]
             x = theta[k]
-            if weight_decay and not matches(k, exclude_from_weight_decay):
-                x = x - lr_t * weight_decay * x
             old_m, old_v = m[k].copy(), v2[k].copy()
             if base == 'sgd':
                 new = x - lr_t * g
@@ -145,22 +146,26 @@ def numpy_reference(init, grad_fn, steps, base='keras_adam', lr=0.05, beta_1=0.9
                 else:  # bert4keras Adam
                     mh, vh = (m[k] / (1 - beta_1 ** t), v2[k] / (1 - beta_2 ** t)) if bias_correction else (m[k], v2[k])
                     new = x - lr_t * mh / (np.sqrt(vh) + epsilon)
-            delta = new - x
-            if exclude_from_layer_adaptation is not None and not matches(k, exclude_from_layer_adaptation):
-                w_norm = np.linalg.norm(x)
-                u_norm = np.linalg.norm(delta / max(lr_t, 1e-7))
-                ratio = w_norm / u_norm if (w_norm > 0 and u_norm > 0) else 1.0
-                delta = delta * ratio
-            if paramwise_lr_schedule:
-                for key, value in paramwise_lr_schedule.items():
-                    if key in k:
-                        delta = delta * value
-            new = x + delta
-            if include_in_lazy_optimization is not None and matches(k, include_in_lazy_optimization):
-                seen = np.any(g != 0, axis=-1, keepdims=True)
-                new = np.where(seen, new, x)
-                m[k] = np.where(seen, m[k], old_m)
-                v2[k] = np.where(seen, v2[k], old_v)
+            for stage in order:
+                if stage == 'decay' and weight_decay and not matches(k, exclude_from_weight_decay):
+                    new = new - lr_t * weight_decay * x
+                if (stage == 'adapt' and exclude_from_layer_adaptation is not None
+                        and not matches(k, exclude_from_layer_adaptation)):
+                    delta = new - x
+                    w_norm = np.linalg.norm(x)
+                    u_norm = np.linalg.norm(delta / max(lr_t, 1e-7))
+                    ratio = w_norm / u_norm if (w_norm > 0 and u_norm > 0) else 1.0
+                    new = x + delta * ratio
+                if stage == 'scale' and paramwise_lr_schedule:
+                    for key, value in paramwise_lr_schedule.items():
+                        if key in k:
+                            new = x + (new - x) * value
+                if (stage == 'lazy' and include_in_lazy_optimization is not None
+                        and matches(k, include_in_lazy_optimization)):
+                    seen = np.any(g != 0, axis=-1, keepdims=True)
+                    new = np.where(seen, new, x)
+                    m[k] = np.where(seen, m[k], old_m)
+                    v2[k] = np.where(seen, v2[k], old_v)
             if lookahead is not None:
                 period, alpha_slow = lookahead
                 if updates == 0:
@@ -203,11 +208,12 @@ def test_bert4keras_adam(bias_correction, fused):
     assert_close(actual, expected['theta'])
 
 
-def test_weight_decay_uses_keras_decay_with_path_exclusions():
+def test_weight_decay_with_path_exclusions():
     init, grad_fn = make_problem(6)
     AdamW = O.extend_with_weight_decay(keras.optimizers.Adam)
     optimizer = AdamW(learning_rate=0.05, weight_decay_rate=0.1, exclude_from_weight_decay=['Norm', 'bias'], **ADAM)
-    assert optimizer.weight_decay == 0.1  # Keras' own mechanism carries the decay
+    # the decay is applied in update_step, as bert4keras does (Keras' own pre-step decay stays off)
+    assert optimizer.weight_decay is None and optimizer.weight_decay_rate == 0.1
     actual, _ = run_keras(optimizer, init, grad_fn, 6)
     expected = numpy_reference(init, grad_fn, 6, weight_decay=0.1, exclude_from_weight_decay=['Norm', 'bias'])
     assert_close(actual, expected['theta'])
@@ -237,16 +243,24 @@ def test_layer_adaptation():
     assert_close({BIAS: actual[BIAS]}, {BIAS: plain['theta'][BIAS]})  # excluded → plain Adam
 
 
-def test_layer_adaptation_with_weight_decay_equals_keras_lamb():
-    """bert4keras Adam + weight decay + layer adaptation is LAMB: cross-check with keras.optimizers.Lamb."""
+@pytest.mark.parametrize('nesting', ['adaptation(decay(Adam))', 'decay(adaptation(Adam))'])
+def test_layer_adaptation_with_weight_decay_follows_the_nesting(nesting):
+    """LAMB: the trust ratio scales the update made by what is nested inside it (bert4keras' arithmetic).
+
+    This test used to assert equality with keras.optimizers.Lamb, which decays *before* the step so that
+    the ratio sees decayed weights and never scales the decay: that matched neither bert4keras nesting.
+    """
     init, grad_fn = make_problem(6)
-    Cls = O.extend_with_layer_adaptation(O.extend_with_weight_decay(O.Adam))
+    if nesting == 'adaptation(decay(Adam))':
+        Cls, order = O.extend_with_layer_adaptation(O.extend_with_weight_decay(O.Adam)), ('decay', 'adapt')
+    else:
+        Cls, order = O.extend_with_weight_decay(O.extend_with_layer_adaptation(O.Adam)), ('adapt', 'decay')
     ours, _ = run_keras(Cls(0.05, weight_decay_rate=0.1, epsilon=1e-6, **ADAM), init, grad_fn, 6)
-    lamb, _ = run_keras(keras.optimizers.Lamb(0.05, weight_decay=0.1, epsilon=1e-6, **ADAM), init, grad_fn, 6)
     expected = numpy_reference(init, grad_fn, 6, base='b4k_adam', epsilon=1e-6, weight_decay=0.1,
-                               exclude_from_layer_adaptation=[])
+                               exclude_from_layer_adaptation=[], order=order)
     assert_close(ours, expected['theta'])
-    assert_close(ours, {k: v.astype('float64') for k, v in lamb.items()})
+    lamb, _ = run_keras(keras.optimizers.Lamb(0.05, weight_decay=0.1, epsilon=1e-6, **ADAM), init, grad_fn, 6)
+    assert max(np.abs(ours[k] - lamb[k]).max() for k in ours) > 1e-5
 
 
 @pytest.mark.parametrize('base', ['sgd', 'keras_adam'])
@@ -386,21 +400,28 @@ def compose(base, factories, name):
     return cls
 
 
-def all_extensions_reference(init, grad_fn, steps):
+# the update transforms in FACTORIES' nesting order (innermost first)
+FORWARD = ('decay', 'adapt', 'lazy', 'scale')
+
+
+def all_extensions_reference(init, grad_fn, steps, order=FORWARD):
     return numpy_reference(init, grad_fn, steps, base='keras_adam', weight_decay=0.05,
                            exclude_from_weight_decay=['bias'], grad_accum_steps=2, lr_schedule={2: 1, 6: 0.5},
                            exclude_from_layer_adaptation=['Norm'], include_in_lazy_optimization=['Embedding'],
-                           paramwise_lr_schedule={'Embedding': 0.5}, lookahead=(2, 0.5), ema_momentum=0.8)
+                           paramwise_lr_schedule={'Embedding': 0.5}, lookahead=(2, 0.5), ema_momentum=0.8,
+                           order=order)
 
 
 @pytest.mark.parametrize('order', ['forward', 'reversed'])
-def test_all_extensions_compose_in_any_order(order):
+def test_all_extensions_compose_in_nesting_order(order):
+    """The update transforms apply innermost first, as bert4keras' nested K.update interceptions; the
+    schedule, accumulation, lookahead and EMA do not depend on the nesting."""
     init, grad_fn = make_problem(12)
     factories = FACTORIES if order == 'forward' else FACTORIES[::-1]
     Cls = compose(keras.optimizers.Adam, factories, 'AllExt' + order)
     optimizer = Cls(**ALL_ARGS)
     actual, variables = run_keras(optimizer, init, grad_fn, 12, sparse=True)
-    expected = all_extensions_reference(init, grad_fn, 12)
+    expected = all_extensions_reference(init, grad_fn, 12, FORWARD if order == 'forward' else FORWARD[::-1])
     assert int(optimizer.iterations) == expected['updates'] == 6
     assert_close(actual, expected['theta'])
     assert_close({k: slot(optimizer, v, 'ema') for k, v in variables.items()}, expected['ema'])
