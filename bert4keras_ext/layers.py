@@ -8,6 +8,8 @@ Keras' implicit masks where that is the natural interface (e.g. `Loss.compute_lo
 """
 import math
 
+import numpy as np
+
 from bert4keras_ext.backend import get_activation, keras, mask_value, ops
 
 __all__ = [
@@ -58,11 +60,44 @@ class Embedding(keras.layers.Embedding):
 
     def call(self, inputs, mode='embedding'):
         if mode == 'embedding':
-            return super().call(inputs)
+            return super().call(self._checked_ids(inputs))
         if mode != 'dense':
             raise ValueError("Embedding.call: mode must be 'embedding' or 'dense', got %r" % (mode,))
         kernel = ops.cast(self.embeddings, self.compute_dtype)
         return ops.matmul(inputs, ops.transpose(kernel))
+
+    def _checked_ids(self, ids):
+        """`ids` as int32, after checking they are whole numbers in [0, input_dim).
+
+        A lookup with a bad id is silently wrong on some devices (a negative id wraps around, a float id
+        is truncated) and an opaque kernel error on others, so the check runs first: in eager code it
+        raises a ValueError with the offending values; inside a compiled `fit` / `predict` it is an
+        assertion whose message says the same.
+        """
+        dtype = keras.backend.standardize_dtype(ids.dtype)
+        if 'int' in dtype and 'uint' not in dtype and dtype != 'int32':
+            ids = ops.cast(ids, 'int32')
+        import tensorflow as tf  # the check needs TF's eager test and assertions; layers run on TF here
+        ids = tf.convert_to_tensor(ids)
+        describe = 'layer %r expects ids in [0, %d) (whole numbers)' % (self.name, self.input_dim)
+        if tf.executing_eagerly():
+            values = ids.numpy()
+            bad = (values < 0) | (values >= self.input_dim)
+            if 'float' in dtype:
+                bad |= values != np.round(values)
+            if bad.any():
+                raise ValueError('%s, got %s at positions %s (out of range ids are not wrapped or clipped)'
+                                 % (describe, sorted(set(values[bad].tolist()))[:10],
+                                    [tuple(p) for p in np.argwhere(bad)[:5].tolist()]))
+            return ops.cast(ids, 'int32')
+        checks = [tf.debugging.assert_non_negative(ids, message='%s, got a negative id' % describe),
+                  tf.debugging.assert_less(ids, tf.cast(self.input_dim, ids.dtype),
+                                           message='%s, got an id >= %d' % (describe, self.input_dim))]
+        if 'float' in dtype:
+            checks.append(tf.debugging.assert_equal(ids, tf.round(ids),
+                                                    message='%s, got a non-integer id' % describe))
+        with tf.control_dependencies(checks):
+            return tf.cast(ids, 'int32')
 
     def compute_mask(self, inputs, mask=None):
         if self._is_dense_mode_input(inputs):

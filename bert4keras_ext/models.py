@@ -763,3 +763,26 @@ def _known_arguments(model_class, configs):
     if unknown:
         raise TypeError('build_transformer_model: unknown option(s) %s for %s' % (sorted(unknown), model_class.__name__))
     return {k: v for k, v in configs.items() if k in accepted}
+
+
+# bert4keras' models module re-exports its layers and backend helpers (``from bert4keras.layers import *``)
+# and a few snippets utilities; scripts import them from here, so they are re-exported the same way.
+from bert4keras_ext.layers import (  # noqa: E402,F401
+    BatchConcat, BatchSplit, Concatenate1D, ConditionalRandomField, EfficientGlobalPointer, GlobalAveragePooling1D,
+    GlobalMaxPooling1D, GlobalPointer, Layer, Loss, MaximumEntropyMarkovModel, RelativePositionEmbedding,
+    ScaleOffset, SinusoidalPositionEmbedding, align, apply_rotary_position_embeddings, attention_normalize,
+    integerize_shape, recompute_grad, sequence_masking, sinusoidal_embeddings,
+)
+from bert4keras_ext.models_compat import (  # noqa: E402,F401
+    data_parallel, delete_arguments, extend_with_language_model, extend_with_unified_language_model,
+    get_available_gpus, insert_arguments, is_string, orthogonally_resize, string_matching,
+)
+
+__all__ += ['ALBERT', 'ALBERT_Unshared', 'LM_Mask', 'UniLM_Mask', 'Embedding', 'FeedForward', 'LayerNormalization',
+            'MultiHeadAttention', 'PositionEmbedding', 'BatchConcat', 'BatchSplit', 'Concatenate1D',
+            'ConditionalRandomField', 'EfficientGlobalPointer', 'GlobalAveragePooling1D', 'GlobalMaxPooling1D',
+            'GlobalPointer', 'Layer', 'Loss', 'MaximumEntropyMarkovModel', 'RelativePositionEmbedding', 'ScaleOffset',
+            'SinusoidalPositionEmbedding', 'align', 'apply_rotary_position_embeddings', 'attention_normalize',
+            'integerize_shape', 'recompute_grad', 'sequence_masking', 'sinusoidal_embeddings', 'data_parallel',
+            'delete_arguments', 'extend_with_language_model', 'extend_with_unified_language_model',
+            'get_available_gpus', 'insert_arguments', 'is_string', 'orthogonally_resize', 'string_matching']
