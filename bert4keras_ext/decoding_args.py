@@ -37,11 +37,14 @@ def check_temperature(temperature, where='decoding'):
 
 
 def check_topp(topp, where='decoding'):
+    # topp >= 1 keeps every token, as in bert4keras (whose task_conditional_language_model example
+    # passes topp=5), so only values <= 0 or not finite are refused
     if topp is None:
         return None
     if (not isinstance(topp, numbers.Real) or isinstance(topp, bool) or not np.isfinite(topp)
-            or not 0 < topp <= 1):
-        raise ValueError('%s: topp must be a probability in (0, 1] or None, got %r' % (where, topp))
+            or not topp > 0):
+        raise ValueError('%s: topp must be a finite number > 0 (a probability; 1 or more keeps every '
+                         'token) or None, got %r' % (where, topp))
     return float(topp)
 
 

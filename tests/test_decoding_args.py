@@ -54,9 +54,9 @@ def test_bad_decoder_settings(kwargs, fragment):
 
 
 @pytest.mark.parametrize('kwargs, fragment', [
-    (dict(topp=0.0), r'topp must be a probability in \(0, 1\]'),
-    (dict(topp=1.5), r'topp must be a probability in \(0, 1\]'),
-    (dict(topp=float('nan')), r'topp must be a probability in \(0, 1\]'),
+    (dict(topp=0.0), 'topp must be a finite number > 0'),
+    (dict(topp=-0.5), 'topp must be a finite number > 0'),
+    (dict(topp=float('nan')), 'topp must be a finite number > 0'),
     (dict(topk=0), 'topk must be an integer >= 1 or None'),
     (dict(topk=2.5), 'topk must be an integer >= 1 or None'),
     (dict(temperature=-1), 'temperature must be a finite number >= 0'),
@@ -72,6 +72,16 @@ def test_bad_sampling_arguments(kwargs, fragment):
     args.update(kwargs)
     with pytest.raises(ValueError, match=fragment):
         decoder.random_sample([], **args)
+
+
+def test_topp_of_one_or_more_keeps_every_token():
+    # bert4keras accepts topp >= 1 (its task_conditional_language_model example passes topp=5): no
+    # cumulative mass reaches it, so nothing is cut and the draws equal those without top-p
+    decoder = Bigram(bigram_logits(), start_id=0, end_id=END, maxlen=5)
+    reference = decoder.random_sample([], 4, seed=3)
+    for topp in (1, 1.5, 5):
+        samples = decoder.random_sample([], 4, topp=topp, seed=3)
+        assert [list(s) for s in samples] == [list(s) for s in reference]
 
 
 @pytest.mark.parametrize('kwargs, fragment', [
