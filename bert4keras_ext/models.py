@@ -44,6 +44,11 @@ class Transformer:
                  attention_scale_base=512, layers=None, prefix=None, name=None, strict_layer_count=True,
                  recompute=False, **kwargs):
         if keep_tokens is not None:
+            keep_tokens = np.asarray(keep_tokens)
+            if keep_tokens.ndim != 1 or len(keep_tokens) == 0 or keep_tokens.dtype.kind not in 'iu':
+                raise ValueError('keep_tokens must be a non-empty list of integer token ids (the rows of the '
+                                 'checkpoint vocabulary to keep, e.g. from load_vocab(..., simplified=True)), '
+                                 'got %r' % (keep_tokens.tolist()[:10],))
             vocab_size = len(keep_tokens)
         if compound_tokens is not None:
             vocab_size += len(compound_tokens)

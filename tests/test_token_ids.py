@@ -52,3 +52,9 @@ def test_valid_ids_give_the_same_output_as_int_ids(bert):
     as_float = bert.predict([ids.astype('float32'), np.zeros((1, 5))], verbose=0)
     as_int = bert.predict([ids.astype('int64'), np.zeros((1, 5), dtype='int64')], verbose=0)
     np.testing.assert_allclose(as_float, as_int, atol=1e-5)  # two compiled calls: float32 rounding only
+
+
+@pytest.mark.parametrize('keep_tokens', [[], [[1, 2]], [1.5, 2.0]])
+def test_bad_keep_tokens_are_refused_before_building(tiny_bert, keep_tokens):
+    with pytest.raises(ValueError, match='keep_tokens must be a non-empty list of integer token ids'):
+        build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], keep_tokens=keep_tokens)
