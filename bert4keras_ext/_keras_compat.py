@@ -20,11 +20,20 @@ examples call (task_relation_extraction: ``bert.model.layers[-2].get_output_at(-
   Keras 3's private ``Layer._inbound_nodes`` (checked on Keras 3.15); tests/test_compat_backend.py fails
   loudly if that attribute disappears.
 
+And Keras 2 accepted nested Python lists as data, which bert4keras scripts pass straight to the model
+(``model.predict([[token_ids], [segment_ids]])`` in its word-segmentation example); Keras 3 refuses them
+("Unrecognized data type"). `install()` wraps `predict`, `fit`, `evaluate` and the `*_on_batch` methods of
+`keras.Model` so that such lists — and only such lists, which Keras 3 would reject — become numpy arrays
+first, one per model input, as Keras 2 did. Every other argument passes through untouched.
+
 Nothing else in Keras changes; `install()` runs on import of `bert4keras_ext.backend` and is idempotent,
 `uninstall()` removes both attributes. This module imports only Keras (no package module), so it cannot
 take part in an import cycle. Tested in ``tests/test_compat_backend.py``.
 """
+import functools
+
 import keras
+import numpy as np
 
 __all__ = [
     'Keras2APIError', 'MissingKeras2Attribute', 'ADVERSARIAL_REPLACEMENT', 'GRADIENTS_REPLACEMENT',
@@ -119,6 +128,47 @@ setattr(_get_input_at, _MARK, True)
 _LAYER_METHODS = (('get_output_at', _get_output_at), ('get_input_at', _get_input_at))
 
 
+def _is_nested_number_list(value):
+    """A (nested) Python list/tuple of numbers, i.e. data Keras 2 took and Keras 3 refuses."""
+    if not isinstance(value, (list, tuple)) or not len(value):
+        return False
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged
+        return False
+    return array.dtype.kind in 'biuf'
+
+
+def _lists_to_arrays(model, data, attribute='inputs'):
+    """Keras 2's conversion of list data: one array per input (or the whole list for a one-input model);
+    targets likewise per output (`attribute='outputs'`)."""
+    if data is None or not isinstance(data, (list, tuple)):
+        return data
+    tensors = getattr(model, attribute, None) or []
+    if len(tensors) <= 1 and _is_nested_number_list(data):
+        return np.asarray(data)
+    if any(_is_nested_number_list(item) for item in data):
+        return [np.asarray(item) if _is_nested_number_list(item) else item for item in data]
+    return data
+
+
+def _accepting_lists(method):
+    @functools.wraps(method)
+    def wrapper(self, x=None, *args, **kwargs):
+        if method.__name__ != 'predict' and method.__name__ != 'predict_on_batch':
+            if args:  # y given by position
+                args = (_lists_to_arrays(self, args[0], 'outputs'),) + args[1:]
+            elif 'y' in kwargs:
+                kwargs['y'] = _lists_to_arrays(self, kwargs['y'], 'outputs')
+        return method(self, _lists_to_arrays(self, x), *args, **kwargs)
+    setattr(wrapper, _MARK, True)
+    wrapper.__wrapped_keras_method__ = method
+    return wrapper
+
+
+_DATA_METHODS = ('predict', 'fit', 'evaluate', 'predict_on_batch', 'train_on_batch', 'test_on_batch')
+
+
 def _ours(value):
     fn = value.fget if isinstance(value, property) else value
     return getattr(fn, _MARK, False)
@@ -133,6 +183,10 @@ def install():
     for name, value in _LAYER_METHODS:
         if getattr(keras.layers.Layer, name, None) is None or _ours(keras.layers.Layer.__dict__.get(name)):
             setattr(keras.layers.Layer, name, value)
+    for name in _DATA_METHODS:
+        current = getattr(keras.Model, name)
+        if not _ours(current):
+            setattr(keras.Model, name, _accepting_lists(current))
 
 
 def uninstall():
@@ -143,6 +197,13 @@ def uninstall():
     for name, _ in _LAYER_METHODS:
         if _ours(keras.layers.Layer.__dict__.get(name)):
             delattr(keras.layers.Layer, name)
+    for name in _DATA_METHODS:
+        current = keras.Model.__dict__.get(name)
+        if _ours(current):
+            if current.__wrapped_keras_method__ is getattr(super(keras.Model, keras.Model), name, None):
+                delattr(keras.Model, name)  # the original lived on a base class
+            else:
+                setattr(keras.Model, name, current.__wrapped_keras_method__)
 
 
 def installed():

@@ -440,3 +440,19 @@ def test_get_output_at_and_get_input_at_follow_each_call_of_a_layer():
         dense.get_output_at(2)
     with pytest.raises(ValueError, match='has not been called'):
         keras.layers.Dense(2).get_output_at(0)
+
+
+def test_nested_python_lists_are_data_as_in_keras_2():
+    """bert4keras scripts call model.predict([[token_ids], [segment_ids]]); Keras 3 alone refuses lists."""
+    import numpy as np
+    from bert4keras_ext.backend import keras
+    a, b = keras.Input((None,)), keras.Input((None,))
+    two_inputs = keras.Model([a, b], keras.layers.Add()([a, b]))
+    np.testing.assert_array_equal(two_inputs.predict([[[1, 2, 3]], [[10, 20, 30]]], verbose=0), [[11, 22, 33]])
+    np.testing.assert_array_equal(two_inputs.predict_on_batch([[[1, 2]], [[3, 4]]]), [[4, 6]])
+    one_input = keras.Model(a, keras.layers.Lambda(lambda x: 2 * x)(a))
+    np.testing.assert_array_equal(one_input.predict([[1, 2, 3]], verbose=0), [[2, 4, 6]])
+    one_input.compile(loss='mse')
+    assert np.isfinite(one_input.evaluate([[1.0, 2.0]], [[2.0, 4.0]], verbose=0))
+    # numpy arrays and datasets pass through untouched
+    np.testing.assert_array_equal(one_input.predict(np.array([[1, 2]]), verbose=0), [[2, 4]])
