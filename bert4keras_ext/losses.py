@@ -75,8 +75,7 @@ def _positive_mask(y_true, y_pred, mask_zero, name):
         raise ValueError('%s: y_true must have the rank of y_pred with the class axis replaced by a list of '
                          'positive indices; got y_true %s, y_pred %s'
                          % (name, tuple(y_true.shape), tuple(y_pred.shape)))
-    if isinstance(num_classes, int):
-        y_true = check_labels_in_range(y_true, num_classes, name)
+    y_true = check_labels_in_range(y_true, num_classes, name)  # num_classes may be a tensor (graph)
     batch_shape = ops.shape(y_pred)[:-1]
     rows = 1
     for d in batch_shape:
@@ -141,11 +140,37 @@ def _span_indices(y_true, y_pred, name):
                          % (name, tuple(y_true.shape)))
     if len(y_pred.shape) != 4:
         raise ValueError('%s: y_pred must be (batch, heads, n, n), got shape %s' % (name, tuple(y_pred.shape)))
-    n = ops.shape(y_pred)[2]
     y_true = ops.cast(y_true, 'int32')
-    if isinstance(n, int):
-        y_true = check_labels_in_range(y_true, n, name + ' span positions')
+    # without this, a heads/batch mismatch surfaces as a bare Pack/Reshape error deep in the scatter
+    for axis, what in ((0, 'batch size'), (1, 'heads')):
+        found, expected = y_true.shape[axis], y_pred.shape[axis]
+        if found is not None and expected is not None and found != expected:
+            raise ValueError('%s: y_true (batch, heads, K, 2) has %s %d on axis %d but y_pred (batch, heads, n, '
+                             'n) has %d: expected %d, found %d' % (name, what, found, axis, expected, expected, found))
+    y_true = _assert_same_dims(y_true, y_pred, name)
+    n = ops.shape(y_pred)[2]
+    # n may be a tensor (unknown sequence length in a traced graph): checked at run time there
+    y_true = check_labels_in_range(y_true, n, name + ' span positions')
     return y_true[..., 0] * n + y_true[..., 1]
+
+
+def _assert_same_dims(y_true, y_pred, name):
+    """In a TensorFlow graph where batch/heads are unknown when traced, a run-time check of the
+    same (XLA drops assertions; its own shape error then reports the mismatch)."""
+    if all(y_true.shape[a] is not None and y_pred.shape[a] is not None for a in (0, 1)):
+        return y_true
+    if keras.backend.backend() != 'tensorflow':
+        return y_true
+    import tensorflow as tf
+    if tf.executing_eagerly():
+        return y_true
+    true_shape, pred_shape = tf.shape(y_true), tf.shape(y_pred)
+    checks = [tf.debugging.assert_equal(true_shape[a], pred_shape[a],
+                                        message='%s: y_true (batch, heads, K, 2) and y_pred (batch, heads, n, n) '
+                                                'differ in %s' % (name, what))
+              for a, what in ((0, 'batch size'), (1, 'heads'))]
+    with tf.control_dependencies(checks):
+        return tf.identity(y_true)
 
 
 @register

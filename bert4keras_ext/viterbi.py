@@ -218,10 +218,14 @@ def viterbi_decode(emissions, trans, mask=None, starts=None, ends=None):
         mask = np.asarray(mask)
     symbolic = _is_symbolic_or_tensor(emissions) or _is_symbolic_or_tensor(trans) or \
         (mask is not None and _is_symbolic_or_tensor(mask))
-    num_labels = emissions.shape[-1] if emissions.shape[-1] is not None else trans.shape[-1]
+    if not hasattr(emissions, 'shape'):
+        emissions = np.asarray(emissions, dtype='float32')
     if len(emissions.shape) != 3:
-        raise ValueError('viterbi_decode: emissions must be (batch, steps, labels), got shape %s'
-                         % (tuple(emissions.shape),))
+        # checked before reading the label axis, which a 0-/1-D input may not have
+        raise ValueError('viterbi_decode: emissions must be (b, n, num_labels) = (batch, steps, labels), '
+                         'got shape %s; for one sequence (n, num_labels) add a batch axis (emissions[None]) '
+                         'or use ViterbiDecoder(trans).decode(nodes)' % (tuple(emissions.shape),))
+    num_labels = emissions.shape[-1] if emissions.shape[-1] is not None else trans.shape[-1]
     if len(trans.shape) not in (2, 4) or tuple(trans.shape[-2:]) != (num_labels, num_labels):
         raise ValueError('viterbi_decode: trans must be (%d, %d) or (batch, steps, %d, %d) to match '
                          'emissions %s, got %s' % (num_labels, num_labels, num_labels, num_labels,
