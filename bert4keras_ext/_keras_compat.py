@@ -169,6 +169,21 @@ def _accepting_lists(method):
 _DATA_METHODS = ('predict', 'fit', 'evaluate', 'predict_on_batch', 'train_on_batch', 'test_on_batch')
 
 
+def current_training_flag():
+    """The `training` value of the layer call in progress (True / False / a tensor), or None outside one.
+
+    Keras 2 had a global learning phase (`K.learning_phase()`, `K.in_train_phase`); Keras 3 passes
+    `training` down the layer calls and keeps it in the call context, which it stores in a private global
+    (`keras.src.backend.common.global_state`, attribute "current_call_ctx", checked on Keras 3.15).
+    """
+    from keras.src.backend.common import global_state
+    context = global_state.get_global_attribute('current_call_ctx')
+    if context is None:
+        return None
+    get_value = getattr(context, 'get_value', None)
+    return get_value('training') if get_value is not None else getattr(context, 'training', None)
+
+
 def _ours(value):
     fn = value.fget if isinstance(value, property) else value
     return getattr(fn, _MARK, False)

@@ -36,6 +36,7 @@ from bert4keras_ext import _keras_compat
 from bert4keras_ext import backend_functions as _functions
 from bert4keras_ext import graph_utils as _graph_utils
 from bert4keras_ext._keras_compat import GRADIENTS_REPLACEMENT, Keras2APIError
+from bert4keras_ext.keras2_backend import FUNCTIONS as _keras2_functions
 from bert4keras_ext.backend_functions import (  # noqa: F401 - re-exported (bert4keras' backend names)
     Sinusoidal, align, apply_rotary_position_embeddings, attention_normalize, batch_gather,
     divisible_temporal_padding, dtype, flatten, leaky_relu, mask_value, pool1d, reshape, root_mean_square,
@@ -232,7 +233,19 @@ def _gradients(loss, variables):
     raise Keras2APIError(GRADIENTS_REPLACEMENT)
 
 
-K = types.SimpleNamespace(
+class _Keras2Backend(types.SimpleNamespace):
+    """`K`: Keras 2 backend names. A name it lacks raises an AttributeError that says so and where to look."""
+
+    def __getattr__(self, name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        hint = ('keras.ops.%s exists and may be what you need' % name if hasattr(ops, name)
+                else 'look for it in keras.ops (https://keras.io/api/ops/) or write it with TensorFlow')
+        raise AttributeError('K.%s: this Keras 2 backend function is not in bert4keras_ext.backend.K; %s'
+                             % (name, hint))
+
+
+K = _Keras2Backend(
     # dtypes and constants
     epsilon=keras.config.epsilon, floatx=keras.config.floatx, set_floatx=keras.config.set_floatx,
     cast=ops.cast, dtype=lambda x: keras.backend.standardize_dtype(x.dtype),
@@ -282,6 +295,8 @@ K = types.SimpleNamespace(
 K.__doc__ = 'Keras 2 backend function names on keras.ops (see bert4keras_ext.backend).'
 # the functions bert4keras added to keras.backend itself
 K.reshape, K.flatten, K.where, K.symbolic = reshape, flatten, where, symbolic
+# the parts of the Keras 2 backend that Keras 3 dropped with the global graph and learning phase
+vars(K).update(_keras2_functions)
 
 
 def __getattr__(name):
