@@ -431,16 +431,22 @@ class DataGenerator:
         except non-batch axes of size 1 such as (batch, 1) labels (rank and dtypes read from the
         first batch), so varying lengths just work, and it prefetches the next batch while the
         model trains. For the raw generator, use :meth:`batches`.
+
+        Scripts that pull batches by hand, as bert4keras' virtual-adversarial example does
+        (``self.data = gen.forfit(); next(self.data)``), still can: ``next()`` on the returned dataset
+        yields the raw ``__iter__`` items, epoch after epoch, exactly as bert4keras' generator did.
         """
-        return self._dataset(lambda: self.batches(random))
+        return _nextable(self._dataset(lambda: self.batches(random)), lambda: self._epochs(random))
 
     def fortest(self, random=False):
         """Endless ``tf.data.Dataset`` of the *inputs* of each batch, for
         ``model.predict(gen.fortest(), steps=len(gen))`` (see :meth:`forfit` for why a dataset).
 
-        Each element is ``(inputs,)``: Keras reads a 1-tuple as inputs without targets.
+        Each element is ``(inputs,)``: Keras reads a 1-tuple as inputs without targets. ``next()`` on
+        it yields ``d[0]`` of the raw items, as bert4keras' generator did.
         """
-        return self._dataset(lambda: ((d[0],) for d in self.batches(random)))
+        return _nextable(self._dataset(lambda: ((d[0],) for d in self.batches(random))),
+                         lambda: (d[0] for d in self._epochs(random)))
 
     def _dataset(self, make_generator):
         import tensorflow as tf  # lazily: the rest of this module needs only numpy
@@ -541,6 +547,31 @@ class DataGenerator:
         else:
             dataset = dataset.batch(self.batch_size)
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+_NEXTABLE_CLASSES = {}
+
+
+def _next_raw_item(self):
+    state = self.__dict__
+    if state.get('_bert4keras_items') is None:
+        object.__setattr__(self, '_bert4keras_items', state['_bert4keras_make_items']())
+    return next(state['_bert4keras_items'])
+
+
+def _nextable(dataset, make_items):
+    """Give `dataset` a ``__next__`` that yields `make_items()`'s items (bert4keras' generator protocol).
+
+    The dataset keeps its class for Keras and tf.data (a subclass adds only ``__next__``), so
+    ``model.fit(dataset)`` is unaffected; ``next(dataset)`` draws from its own Python generator.
+    """
+    base = type(dataset)
+    if base not in _NEXTABLE_CLASSES:
+        _NEXTABLE_CLASSES[base] = type(base.__name__, (base,), {'__next__': _next_raw_item})
+    dataset.__class__ = _NEXTABLE_CLASSES[base]
+    object.__setattr__(dataset, '_bert4keras_make_items', make_items)
+    object.__setattr__(dataset, '_bert4keras_items', None)
+    return dataset
 
 
 def _holds_array(x):

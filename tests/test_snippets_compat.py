@@ -429,3 +429,28 @@ def test_to_dataset_names_fit_a_single_output_model():
     assert set(targets) == {'probs', 'score'}
     np.testing.assert_allclose(targets['score'].numpy(), targets['probs'].numpy())
     assert np.isfinite(two.fit(ds, steps_per_epoch=2, verbose=0).history['loss']).all()
+
+
+def test_next_on_forfit_yields_the_raw_batches_as_bert4keras_generator_did():
+    """bert4keras' VAT example keeps `self.data = gen.forfit()` and calls `next(self.data)`."""
+    import tensorflow as tf
+    from bert4keras_ext.snippets import DataGenerator, sequence_padding
+
+    class Gen(DataGenerator):
+        def __iter__(self, random=False):
+            batch = []
+            for is_end, item in self.sample(random):
+                batch.append(item)
+                if len(batch) == self.batch_size or is_end:
+                    yield [sequence_padding(batch), sequence_padding(batch)], None
+                    batch = []
+
+    data = [[1] * (i % 3 + 1) for i in range(5)]
+    gen = Gen(data, batch_size=2)
+    forfit = gen.forfit(random=False)
+    assert isinstance(forfit, tf.data.Dataset)
+    lengths = [next(forfit)[0][0].shape for _ in range(4)]  # 3 batches per epoch, then the next epoch
+    assert lengths == [(2, 2), (2, 3), (1, 2), (2, 2)]
+    assert next(gen.fortest(random=False))[0].shape == (2, 2)
+    first = next(iter(forfit))  # the dataset side is unchanged: Keras' structure
+    assert isinstance(first, tuple) and len(first) == 1 and first[0][0].shape == (2, 2)
