@@ -20,10 +20,12 @@ What a step does (E = the embedding matrix of layer ``embedding_name``, L = the 
   over replicas, weights in inference mode as bert4keras did); E ← E + ε·g/(‖g‖+1e-8); gradients of L
   at the perturbed E (training mode); E is restored exactly; then the optimizer applies those gradients.
   Only the adversarial loss is optimised, and that is the loss ``fit`` reports.
-* ``method='gradient_penalty'``: L + ½·ε·Σ_{b,i}‖∂(B·L)/∂e_{b,i}‖², with e_{b,i} the embedding row looked up
-  at position i of sample b and B the global batch size — for a loss averaged over samples that is the
-  per-sample gradient ∂L_b/∂e_{b,i}, which is the quantity bert4keras' ``loss_with_gradient_penalty``
-  penalised (it differentiated the per-sample losses, i.e. the IndexedSlices values of ∂ΣL_b/∂E). When
+* ``method='gradient_penalty'``: L + ½·ε·Σ_{b,i}‖∂L/∂e_{b,i}‖², with L the loss averaged over the global
+  batch and e_{b,i} the embedding row looked up at position i of sample b — exactly bert4keras'
+  ``loss_with_gradient_penalty``: it took ``K.gradients(K.mean(losses), [E])[0].values``, the IndexedSlices
+  rows of the batch mean's gradient, i.e. (1/B)·∂L_b/∂e_{b,i} (so at a given ε the penalty shrinks with
+  the batch size B, as it did there). Under a strategy every replica penalises its own rows of the
+  global-mean gradient, which sums to the single-device value. When
   E is also used as a dense weight (tied MLM output) the dense gradient's squared sum is used.
 * ``virtual_adversarial_training`` (bert4keras' VAT example): targets = the model's own predictions
   (inference mode, no gradient); u ~ N(0, I) shaped like E; ``iters`` times: u ← ξ·u/‖u‖, u ← ∂L(targets,
@@ -198,7 +200,6 @@ class AdversarialModel:
         return loss, y, y_pred, gradients
 
     def _gradient_penalty_step(self, settings, embeddings, x, y, sample_weight):
-        batch = tf.shape(_first_tensor(x))[0] * tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             with tf.GradientTape() as inner:
                 inner.watch(_tf_variable(embeddings))
@@ -209,8 +210,9 @@ class AdversarialModel:
             if gradient is None:
                 raise ValueError('the loss does not depend on the embedding matrix %r' % embeddings.path)
             rows = gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
-            # per-sample gradients: undo the loss scale and the 1/B of the batch mean
-            rows = tf.cast(rows, 'float32') * (tf.cast(batch, 'float32') / self._loss_scale())
+            # rows of ∂(global batch mean)/∂E, as bert4keras penalised them: only the loss scale is undone
+            # (a replica's loss is its share of the global mean, so its rows are already (1/B)·∂L_b/∂e)
+            rows = tf.cast(rows, 'float32') / self._loss_scale()
             penalty = 0.5 * settings.epsilon * tf.reduce_sum(tf.square(rows))
             total = tf.cast(loss, 'float32') + penalty
             scaled_total = self._scale(total)

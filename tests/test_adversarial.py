@@ -135,9 +135,10 @@ def test_fgm_trains_with_fit_and_a_derived_optimizer():
 # Gradient penalty
 # ------------------------------------------------------------------------------------------------
 def gp_objective(w, epsilon):
-    """L + ½ε Σ ‖∂L_b/∂e_{b,i}‖² with per-sample losses L_b (= B·∂L/∂e for the batch mean)."""
+    """L + ½ε Σ ‖∂L/∂e_{b,i}‖² with L the batch-mean loss: bert4keras' loss_with_gradient_penalty, which
+    penalised K.gradients(K.mean(losses), [E])[0].values, the rows of the batch mean's gradient."""
     _, rows = ce_grads(w)
-    return cross_entropy(w) + 0.5 * epsilon * ((B * rows) ** 2).sum()
+    return cross_entropy(w) + 0.5 * epsilon * (rows ** 2).sum()
 
 
 def numerical_gradient(fn, w, h=1e-5):
@@ -156,13 +157,13 @@ def numerical_gradient(fn, w, h=1e-5):
 def test_gradient_penalty_value_and_update(jit_compile):
     model, w0 = toy_model(1)
     model.compile(keras.optimizers.SGD(0.1), loss='sparse_categorical_crossentropy', jit_compile=jit_compile)
-    gradient_penalty_training(model, epsilon=0.3)
+    gradient_penalty_training(model, epsilon=5.0)
     logs = model.train_on_batch(IDS, LABELS, return_dict=True)
-    expected_loss = gp_objective(w0, 0.3)
+    expected_loss = gp_objective(w0, 5.0)
     assert expected_loss - cross_entropy(w0) > 0.01  # the penalty is not negligible here
     assert abs(logs['loss'] - expected_loss) <= 1e-6
     # second-order gradients through the penalty, checked by central differences of the numpy objective
-    assert_weights(model, sgd(w0, numerical_gradient(lambda w: gp_objective(w, 0.3), w0), 0.1))
+    assert_weights(model, sgd(w0, numerical_gradient(lambda w: gp_objective(w, 5.0), w0), 0.1))
 
 
 # ------------------------------------------------------------------------------------------------
