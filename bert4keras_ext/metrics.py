@@ -17,7 +17,8 @@ Definitions (Lin 2004; Papineni et al. 2002):
 - Corpus BLEU-N: p_n = Σ clipped n-gram matches / Σ hypothesis n-grams, summed over the corpus;
   BLEU = BP · exp(mean_n log p_n) with BP = min(1, exp(1 − r / c)) (r, c: total reference and
   hypothesis lengths; for several references, r uses the one closest in length). An order with no
-  hypothesis n-gram at all (t_n = 0) counts as 0 matches out of 1. Smoothing: 'add-one' (Lin & Och
+  hypothesis n-gram at all (t_n = 0) counts as 0 matches out of 1; no unigram match at all gives 0 (as NLTK,
+  whatever the smoothing). Smoothing: 'add-one' (Lin & Och
   2004: p_n = (m_n + 1) / (t_n + 1) for n ≥ 2; unigrams unsmoothed), 'epsilon' (NLTK method1: a zero
   count m_n becomes 0.1), or None (BLEU is 0 if some order has no match).
 """
@@ -132,7 +133,8 @@ def bleu(references, hypotheses, max_n=4, smoothing='add-one', multiple_referenc
                 max_ref |= ngrams(r, n)
             matches[n - 1] += sum((hyp_counts & max_ref).values())
             totals[n - 1] += sum(hyp_counts.values())
-    if hyp_length == 0:
+    if hyp_length == 0 or matches[0] == 0:
+        # no unigram in common: 0 whatever the smoothing, as NLTK's corpus/sentence_bleu
         return 0.0
     log_precision = 0.0
     for n in range(max_n):

@@ -91,6 +91,15 @@ def test_bleu_short_hypotheses_and_empty_input():
         bleu(['a'], ['a'], smoothing='laplace')
 
 
+def test_bleu_is_zero_without_any_unigram_match_whatever_the_smoothing():
+    # NLTK's sentence_bleu returns 0 when no unigram matches, even with method1 (epsilon) smoothing;
+    # epsilon alone would give BP · 0.1 = exp(1 - 4) · 0.1 for this 1-character hypothesis
+    for smoothing in (None, 'epsilon', 'add-one'):
+        assert bleu(['甲乙丙丁'], ['戊'], smoothing=smoothing) == 0.0
+    # one unigram match: p1 = 1, p2..p4 have no n-gram (0 of 1 → 0.1), BP = exp(1 - 4)
+    assert bleu(['甲乙丙丁'], ['甲'], smoothing='epsilon') == pytest.approx(math.exp(-3) * (1 * 0.1 ** 3) ** 0.25)
+
+
 def test_bleu_multiple_references():
     refs = [['华为手机', '发布手机了']]
     # max-over-references clipping: 1-gram 6/6, 2-gram 4/5 (华为 发布 布手 手机), 3-gram 2/4 (发布手 布手机),
