@@ -24,7 +24,9 @@ And Keras 2 accepted nested Python lists as data, which bert4keras scripts pass 
 (``model.predict([[token_ids], [segment_ids]])`` in its word-segmentation example); Keras 3 refuses them
 ("Unrecognized data type"). `install()` wraps `predict`, `fit`, `evaluate` and the `*_on_batch` methods of
 `keras.Model` so that such lists — and only such lists, which Keras 3 would reject — become numpy arrays
-first, one per model input, as Keras 2 did. Every other argument passes through untouched.
+first, one per model input, as Keras 2 did. And `predict` without `verbose` is silent, as in Keras 2
+(Keras 3 draws a progress bar for every call, which floods a bert4keras decoding loop that predicts once
+per generated token); pass `verbose=1` for the bar. Every other argument passes through untouched.
 
 Nothing else in Keras changes; `install()` runs on import of `bert4keras_ext.backend` and is idempotent,
 `uninstall()` removes both attributes. This module imports only Keras (no package module), so it cannot
@@ -160,6 +162,8 @@ def _accepting_lists(method):
                 args = (_lists_to_arrays(self, args[0], 'outputs'),) + args[1:]
             elif 'y' in kwargs:
                 kwargs['y'] = _lists_to_arrays(self, kwargs['y'], 'outputs')
+        elif method.__name__ == 'predict' and 'verbose' not in kwargs and len(args) < 2:  # (x, batch_size, verbose)
+            kwargs['verbose'] = 0  # Keras 2's default: decoding loops call predict once per token
         return method(self, _lists_to_arrays(self, x), *args, **kwargs)
     setattr(wrapper, _MARK, True)
     wrapper.__wrapped_keras_method__ = method

@@ -456,3 +456,14 @@ def test_nested_python_lists_are_data_as_in_keras_2():
     assert np.isfinite(one_input.evaluate([[1.0, 2.0]], [[2.0, 4.0]], verbose=0))
     # numpy arrays and datasets pass through untouched
     np.testing.assert_array_equal(one_input.predict(np.array([[1, 2]]), verbose=0), [[2, 4]])
+
+
+def test_predict_is_silent_by_default_as_in_keras_2(capsys):
+    import numpy as np
+    from bert4keras_ext.backend import keras
+    a = keras.Input((2,))
+    model = keras.Model(a, keras.layers.Dense(1)(a))
+    model.predict(np.ones((3, 2)))
+    assert capsys.readouterr().out == ''
+    model.predict(np.ones((3, 2)), verbose=1)  # asked for: the bar is drawn
+    assert 'step' in capsys.readouterr().out
