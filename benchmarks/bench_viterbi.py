@@ -7,7 +7,7 @@ Both decode the same random emissions/transitions (full-length rows, so the one-
 does exactly the same work) and must return identical paths, which is checked before timing.
 
 - one-at-a-time: `ViterbiDecoder(trans).decode(nodes)` for each row, the bert4keras NER idiom;
-- batched: `viterbi_decode(emissions, trans, mask)` on the whole padded batch (keras.ops scan,
+- batched: `viterbi_decode(emissions, trans, mask)` on the whole padded batch (while_loops over time,
   XLA-compiled once per shape; the compilation is a warm-up call and is reported separately).
 
 Reported: sequences/s of each (best of alternating timed rounds, so both see the same machine load)

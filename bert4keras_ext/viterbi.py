@@ -6,8 +6,9 @@ sequence's (n, C) emission scores, `trans` the (C, C) transition matrix, `starts
 allowed at the first / last position.
 
 `viterbi_decode(emissions, trans, mask=None, starts=None, ends=None)` decodes a whole padded batch
-(b, n, C) at once. It is written with `keras.ops` (a `scan` over time, vectorised over the batch and
-the labels), so it runs inside a model or a `tf.function`; given numpy arrays it runs a cached,
+(b, n, C) at once. It is written with `keras.ops` and two TensorFlow `TensorArray`s (`while_loop`s
+over time with a fixed carry, vectorised over the batch and the labels), so it runs inside a model or a `tf.function` with unknown
+batch size and length, and under XLA (`jit_compile=True`); given numpy arrays it runs a cached,
 XLA-compiled function and returns numpy (see `benchmarks/bench_viterbi.py` for the speed-up).
 
 Conventions shared by both:
@@ -19,7 +20,7 @@ Conventions shared by both:
 """
 import numpy as np
 
-from bert4keras_ext.backend import ops
+from bert4keras_ext.backend import keras, ops
 
 __all__ = ['ViterbiDecoder', 'viterbi_decode', 'viterbi_path_score']
 
@@ -105,77 +106,80 @@ class ViterbiDecoder(object):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Batched decoder on keras.ops
+# Batched decoder (keras.ops + TensorArrays)
 # ---------------------------------------------------------------------------------------------------
 def _viterbi_ops(emissions, trans, mask, start_bias, end_bias):
-    """keras.ops Viterbi over a batch. Shapes: emissions (b, n, C) float32, trans (C, C) or
-    (b, n, C, C) (position t holds the scores from step t-1 into step t; t = 0 unused), mask (b, n)
-    bool or None, biases (C,). Returns int32 (b, n)."""
+    """Viterbi over a batch on TensorFlow tensors (keras.ops arithmetic, `tf.TensorArray` buffers).
+
+    Shapes: emissions (b, n, C) float32, trans (C, C) or (b, n, C, C) (position t holds the scores
+    from step t-1 into step t; t = 0 unused), mask (b, n) bool or None, biases (C,). Returns int32
+    (b, n).
+
+    Both passes are `while_loop`s over time whose carry has a fixed structure, reading step t of
+    time-major tensors by index (as `heads._crf_forward` does): the forward pass carries (t, best
+    score per label (b, C), backpointers), the backtrace (t, tag (b,), tags). The per-step
+    backpointers (b, C) and tags (b,) go into TensorArrays sized at run time with their element
+    shape set, which XLA sizes from the input shapes at compile time. So b and n may be unknown when
+    traced and `jit_compile=True` works. `ops.scan` could do neither (Keras' TensorFlow scan fails
+    on an unknown length; XLA rejects its tensor lists). A preallocated (n, b, C) tensor updated
+    with `slice_update` also works but copies the whole buffer each step outside XLA (2x slower).
+    """
+    import tensorflow as tf  # TensorArray: keras.ops has no growable buffer
+
     emissions = ops.cast(emissions, 'float32')
     trans = ops.cast(trans, 'float32')
+    per_step = len(trans.shape) == 4
+    num_labels = emissions.shape[-1] if emissions.shape[-1] is not None else trans.shape[-1]
     batch_size, seq_len = ops.shape(emissions)[0], ops.shape(emissions)[1]
     if mask is None:
         mask = ops.ones((batch_size, seq_len), dtype='bool')
     mask = ops.cast(mask, 'bool')
     lengths = ops.sum(ops.cast(mask, 'int32'), axis=1)
-    per_step = len(trans.shape) == 4
 
-    # Time-major for the scans. Padded steps are computed but never read: the backtrace starts
-    # at each row's last real step.
-    e = ops.transpose(emissions, (1, 0, 2))
-    first = e[0] + ops.cast(start_bias, 'float32')[None]
-    if per_step:
-        t_major = ops.transpose(trans, (1, 0, 3, 2))  # (n, b, to, from)
+    # Time-major, plus one padding step at the end, and buffers of n + 1 steps: XLA checks the
+    # loop bodies' one-step reads and writes against the shapes even when n = 0 and the loops
+    # never run, and stacking an empty TensorArray fails.
+    def time_major(x, axes):
+        return ops.pad(ops.transpose(x, axes), [(0, 1)] + [(0, 0)] * (len(axes) - 1))
 
-        def forward(score, inputs):
-            e_t, trans_t = inputs
-            new = ops.max(score[:, None, :] + trans_t, axis=-1) + e_t
-            return new, new
+    e = time_major(emissions, (1, 0, 2))  # (n + 1, b, C)
+    m = ops.cast(time_major(ops.cast(mask, 'int32'), (1, 0)), 'bool')[:, :, None]  # (n + 1, b, 1)
+    # (n + 1, b, from, to) per step, else (1, from, to) broadcast over the batch
+    t_major = time_major(trans, (1, 0, 2, 3)) if per_step else trans[None]
+    # best score of a path ending in each label; zeros when n = 0 (the loops then do nothing)
+    score = ops.sum(e[:1], axis=0) + ops.cast(start_bias, 'float32')[None]
+    steps = seq_len + 1
+    backpointers = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None, num_labels]))
+    # step n is read (by the backtrace's first step, whose result only matters where a row ends
+    # there and is then replaced by the end tag) but has no transition into it: zeros
+    backpointers = backpointers.write(seq_len, ops.zeros_like(ops.cast(score, 'int32')))
 
-        _, scores = ops.scan(forward, first, (e[1:], t_major[1:]))
-    else:
-        trans_t = ops.transpose(trans)[None]  # (1, to, from)
+    def forward(t, score, backpointers):
+        candidates = score[:, :, None] + (t_major[t] if per_step else t_major)  # (b, from, to)
+        backpointers = backpointers.write(t, ops.cast(ops.argmax(candidates, axis=1), 'int32'))
+        new = ops.max(candidates, axis=1) + e[t]
+        # padded steps keep the score of the row's last real step, where the backtrace starts
+        return t + 1, ops.where(m[t], new, score), backpointers
 
-        def forward(score, e_t):
-            new = ops.max(score[:, None, :] + trans_t, axis=-1) + e_t
-            return new, new
+    _, score, backpointers = ops.while_loop(
+        lambda t, score, backpointers: t < seq_len, forward, (1, score, backpointers))
+    end_tags = ops.cast(ops.argmax(score + ops.cast(end_bias, 'float32')[None], axis=-1), 'int32')
 
-        _, scores = ops.scan(forward, first, e[1:])
-    scores = ops.concatenate([first[None], scores], axis=0)  # (n, b, C): best score ending in label
+    def backward(t, tag, tags):
+        # `tag` is the label at step t + 1; at a row's last real step the path starts from its
+        # end tag. Steps past a row's end compute an arbitrary (valid) label, zeroed below.
+        via_next = tf.gather(backpointers.read(t + 1), tag, batch_dims=1)
+        tag = ops.where(ops.equal(t, lengths - 1), end_tags, via_next)
+        return t - 1, tag, tags.write(t, tag)
 
-    # best last label of each row, read at its last real step (rows of length 0 read step 0)
-    last_step = ops.maximum(lengths - 1, 0)
-    at_last = ops.take_along_axis(ops.transpose(scores, (1, 0, 2)), last_step[:, None, None], axis=1)[:, 0]
-    end_tags = ops.cast(ops.argmax(at_last + ops.cast(end_bias, 'float32')[None], axis=-1), 'float32')
-    steps = ops.arange(seq_len, dtype='int32')
-    if per_step:
-        # transitions out of step t (into t + 1); the last step has none
-        next_trans = ops.concatenate([t_major[1:], ops.zeros_like(t_major[:1])], axis=0)
-        xs = (scores, next_trans, steps)
-    else:
-        xs = (scores, steps)
-        into = ops.transpose(trans)  # (to, from)
-
-    def backward(tag, inputs):
-        # keras' TensorFlow scan needs ys with the carry's dtype: the tag travels as float32
-        # (exact for any label count below 2**24).
-        if per_step:
-            score, next_t, t = inputs  # next_t (b, to, from)
-            onehot = ops.one_hot(ops.cast(tag, 'int32'), ops.shape(score)[-1], dtype='float32')
-            to_next = ops.sum(next_t * onehot[:, :, None], axis=1)  # (b, from)
-        else:
-            score, t = inputs
-            to_next = ops.take(into, ops.cast(tag, 'int32'), axis=0)  # (b, from)
-        via_next = ops.cast(ops.argmax(score + to_next, axis=-1), 'float32')
-        new = ops.where(ops.equal(lengths - 1, t), end_tags, via_next)
-        return new, new
-
-    _, tags = ops.scan(backward, end_tags, xs, reverse=True)
-    tags = ops.transpose(ops.cast(tags, 'int32'))
-    return tags * ops.cast(mask, 'int32')
+    tags = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None]))
+    tags = tags.write(seq_len, ops.zeros_like(end_tags))
+    _, _, tags = ops.while_loop(lambda t, tag, tags: t >= 0, backward, (seq_len - 1, end_tags, tags))
+    return ops.transpose(tags.stack()[:seq_len]) * ops.cast(mask, 'int32')
 
 
 _compiled = {}
+_traced = {}
 
 
 def _compiled_viterbi(per_step):
@@ -185,6 +189,26 @@ def _compiled_viterbi(per_step):
 
         _compiled[per_step] = tf.function(_viterbi_ops, jit_compile=True, reduce_retracing=False)
     return _compiled[per_step]
+
+
+def _eager_tensorflow():
+    if keras.backend.backend() != 'tensorflow':
+        return False
+    import tensorflow as tf
+    return tf.executing_eagerly()
+
+
+def _viterbi_tensors(emissions, trans, mask, start_bias, end_bias):
+    """`_viterbi_ops` for tensors. Eager TensorFlow tensors go through one traced function (a graph
+    per label count and mask/no-mask, any batch and length) instead of dispatching the loops' ops
+    one by one; in a graph (a model, a `tf.function`) it is inlined as it is."""
+    if not _eager_tensorflow():
+        return _viterbi_ops(emissions, trans, mask, start_bias, end_bias)
+    key = (len(trans.shape) == 4, mask is None)
+    if key not in _traced:
+        import tensorflow as tf
+        _traced[key] = tf.function(_viterbi_ops, reduce_retracing=True)
+    return _traced[key](emissions, trans, mask, start_bias, end_bias)
 
 
 def _is_symbolic_or_tensor(x):
@@ -216,6 +240,11 @@ def viterbi_decode(emissions, trans, mask=None, starts=None, ends=None):
         trans = np.asarray(trans, dtype='float32')
     if isinstance(mask, (list, tuple)):
         mask = np.asarray(mask)
+    if any(isinstance(x, keras.KerasTensor) for x in (emissions, trans, mask)):
+        raise TypeError('viterbi_decode: got a Keras symbolic tensor (keras.Input / a layer output while '
+                        'building a functional model); call it inside a layer instead, e.g. '
+                        'keras.layers.Lambda(lambda args: viterbi_decode(args[0], trans, args[1]), '
+                        'output_shape=(None,))([emissions, mask]), or decode model.predict(...) outputs')
     symbolic = _is_symbolic_or_tensor(emissions) or _is_symbolic_or_tensor(trans) or \
         (mask is not None and _is_symbolic_or_tensor(mask))
     if not hasattr(emissions, 'shape'):
@@ -235,7 +264,7 @@ def viterbi_decode(emissions, trans, mask=None, starts=None, ends=None):
     start_bias = _constraint_bias(starts, num_labels, 'starts')
     end_bias = _constraint_bias(ends, num_labels, 'ends')
     if symbolic:
-        return _viterbi_ops(emissions, trans, mask, start_bias, end_bias)
+        return _viterbi_tensors(emissions, trans, mask, start_bias, end_bias)
 
     emissions = np.asarray(emissions, dtype='float32')
     trans = np.asarray(trans, dtype='float32')
