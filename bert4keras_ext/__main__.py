@@ -2,8 +2,10 @@
 
     python -m bert4keras_ext demo [--data-dir DIR]          tiny checkpoint → load → fine-tune → evaluate → decode
     python -m bert4keras_ext checkpoints list|download|verify|sha256 ...
+
+TensorFlow's C++ start-up logging is kept off stderr (bert4keras_ext.console.quiet_tensorflow); set
+TF_CPP_MIN_LOG_LEVEL yourself (e.g. TF_CPP_MIN_LOG_LEVEL=0) to see it.
 """
-import os
 import sys
 
 
@@ -13,13 +15,12 @@ def main(argv=None):
         print(__doc__.strip())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     if command == 'demo':
         from bert4keras_ext.demo import main as demo_main
         return demo_main(rest)
     if command == 'checkpoints':
         from bert4keras_ext.checkpoints import main as checkpoints_main
-        return checkpoints_main(rest)
+        return checkpoints_main(rest, prog='python -m bert4keras_ext checkpoints')
     print("unknown command %r; expected 'demo' or 'checkpoints' (see --help)" % command, file=sys.stderr)
     return 2
 

@@ -29,6 +29,7 @@ import json
 import os
 import http.client
 import re
+import socket
 import sys
 import tarfile
 import urllib.error
@@ -281,6 +282,10 @@ def default_dest_dir():
                                                     'bert4keras_ext', 'checkpoints')
 
 
+def _unpack_example(archive, filename):
+    return f'unzip {filename} -d DIR' if archive['format'] == 'zip' else f'tar -xzf {filename} -C DIR'
+
+
 def manual_instructions(entry):
     """Human steps for an entry that cannot be downloaded automatically."""
     name, archive = entry['name'], entry['archive']
@@ -291,10 +296,52 @@ def manual_instructions(entry):
         code = f" (extraction code: {m['code']})" if m.get('code') else ''
         site = f"{m['site']}: " if m.get('site') else ''
         lines.append(f"       {site}{m['url']}{code}")
-    unpack = (f'unzip {filename} -d DIR' if archive['format'] == 'zip' else f'tar -xzf {filename} -C DIR')
-    lines.append(f'  2. Unpack it, e.g. {unpack}')
-    lines.append(f'  3. Check it: python -m bert4keras_ext.checkpoints verify {name} DIR')
+    lines.append(f'  2. Unpack it, e.g. {_unpack_example(archive, filename)}')
+    lines.append(f'  3. Check it: python -m bert4keras_ext checkpoints verify {name} DIR')
     return '\n'.join(lines)
+
+
+def offline_instructions(entry, dest_dir):
+    """Human steps to install a direct-download entry on a machine that cannot reach its URLs."""
+    name, archive = entry['name'], entry['archive']
+    try:
+        filename = _archive_filename(entry, entry['urls'][0])
+    except ManifestError:
+        filename = 'the archive'
+    lines = [f"To install '{name}' without network access on this machine:",
+             f'  1. on a machine with internet access, download {filename} from '
+             + ('one of:' if len(entry['urls']) > 1 else ':')]
+    lines += [f'       {url}' for url in entry['urls']]
+    lines.append(f'  2. copy it here and unpack it, e.g. {_unpack_example(archive, filename)}')
+    lines.append(f'  3. check it: python -m bert4keras_ext checkpoints verify {name} DIR')
+    lines.append(f'  (or copy it to {os.path.join(dest_dir, filename)} and run this download again: '
+                 'an archive already there is checked and unpacked, not downloaded)')
+    return '\n'.join(lines)
+
+
+def _make_dirs(path):
+    """`os.makedirs(path, exist_ok=True)`; return the directories it created, outermost first."""
+    created, current = [], os.path.abspath(path)
+    while not os.path.exists(current):
+        created.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    os.makedirs(path, exist_ok=True)
+    return created[::-1]
+
+
+def _remove_empty_dirs(created):
+    """Remove those of `created` (outermost first) that are still empty; return the removed ones."""
+    removed = []
+    for directory in reversed(created):
+        try:
+            os.rmdir(directory)  # fails on a non-empty folder (a .part file to resume from): keep it
+        except OSError:
+            break
+        removed.append(directory)
+    return removed
 
 
 def download(name_or_entry, dest_dir, url_index=None, progress=True, verify=True, manifest=None):
@@ -314,13 +361,24 @@ def download(name_or_entry, dest_dir, url_index=None, progress=True, verify=True
         (e.g. ``.../bert_model.ckpt``) as ``build_transformer_model`` expects it.
 
     An interrupted download leaves ``<file>.part``; calling again resumes it. A size or sha256
-    mismatch raises :class:`IntegrityError` and keeps ``<file>.part`` for inspection.
+    mismatch raises :class:`IntegrityError` and keeps ``<file>.part`` for inspection. When no URL can
+    be reached, :class:`DownloadError` says so, lists the steps to install the checkpoint offline
+    (:func:`offline_instructions`), and the folders this call created are removed if still empty.
     """
     entry = get_entry(name_or_entry, manifest)
     if not entry['direct_download']:
         raise ManualDownloadRequired(manual_instructions(entry))
-    os.makedirs(dest_dir, exist_ok=True)
-    archive_path = _fetch_archive(entry, dest_dir, url_index, progress, verify)
+    created = _make_dirs(dest_dir)
+    try:
+        archive_path = _fetch_archive(entry, dest_dir, url_index, progress, verify)
+    except BaseException as e:
+        # Leave no empty folder behind; a folder holding a .part file stays, to resume from.
+        removed = _remove_empty_dirs(created)
+        if not isinstance(e, DownloadError):
+            raise
+        # removed[-1] is the outermost: the folder the user will look for
+        note = f'\n(removed the empty folder {removed[-1]} that this download had created)' if removed else ''
+        raise DownloadError(f'{e}{note}\n{offline_instructions(entry, dest_dir)}') from e
     unpack_dir = os.path.join(dest_dir, entry['name'])
     model_dir = find_model_dir(unpack_dir, entry) if os.path.isdir(unpack_dir) else None
     if model_dir is None:
@@ -442,13 +500,28 @@ def _open_source(url, offset):
         if e.code == 416 and offset:
             return None, offset, None  # Range starts at the end: the .part is complete
         raise DownloadError(f'HTTP {e.code} {e.reason}') from e
-    except (urllib.error.URLError, OSError) as e:
-        raise DownloadError(str(getattr(e, 'reason', e))) from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise DownloadError(_connection_problem(url, e)) from e
     if offset and response.status != 206:
         offset = 0
     length = response.headers.get('Content-Length')
     total = offset + int(length) if length and length.isdigit() else None
     return response, offset, total
+
+
+def _connection_problem(url, error):
+    """'could not reach host ...' with the reason in words (the bare errno text says little)."""
+    reason = getattr(error, 'reason', error)
+    host = urllib.parse.urlparse(url).netloc or url
+    if isinstance(reason, socket.gaierror):
+        why = f'its name could not be resolved ({reason}); is this machine offline?'
+    elif isinstance(reason, ConnectionRefusedError):
+        why = f'the connection was refused ({reason})'
+    elif isinstance(reason, TimeoutError):
+        why = f'no answer within {HTTP_TIMEOUT} s'
+    else:
+        why = str(reason)
+    return f'could not reach host {host}: {why}'
 
 
 def sha256sum(path, progress=False):
@@ -806,9 +879,15 @@ def _cmd_list(args, out):
 
 def _cmd_download(args, out):
     dest = args.dest or default_dest_dir()
+    # Where the files go, said first (on stderr: stdout carries the paths to paste into a script).
+    if get_entry(args.name, args.manifest)['direct_download']:
+        print(f"downloading '{args.name}' into {dest}" + ('' if args.dest else ' (--dest chooses another folder)'),
+              file=sys.stderr)
     paths = download(args.name, dest, url_index=args.url_index, progress=not args.quiet,
                      verify=not args.no_verify, manifest=args.manifest)
     if not args.no_verify:
+        from .console import quiet_tensorflow
+        quiet_tensorflow()  # verify loads TensorFlow: keep its C++ start-up logging off stderr
         report = verify(args.name, paths['dir'], manifest=args.manifest)
         print(_verify_summary(report), file=out)
     # The three paths in the form bert4keras scripts start with.

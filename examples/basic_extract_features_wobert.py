@@ -16,10 +16,16 @@ import tempfile
 
 import numpy as np
 
-from bert4keras_ext.checkpoints import default_vocab, find_checkpoint_files, make_random_checkpoint
-from bert4keras_ext.models import build_transformer_model
-from bert4keras_ext.tokenizers import Tokenizer, save_vocab
-from bert4keras_ext.wobert import JiebaPreTokenizer, extend_vocab, word_compound_tokens, wobert_tokenizer
+from bert4keras_ext.console import quiet_tensorflow
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
+from bert4keras_ext.checkpoints import default_vocab, find_checkpoint_files, make_random_checkpoint  # noqa: E402
+from bert4keras_ext.console import existing_dir  # noqa: E402
+from bert4keras_ext.models import build_transformer_model  # noqa: E402
+from bert4keras_ext.tokenizers import Tokenizer, save_vocab  # noqa: E402
+from bert4keras_ext.wobert import JiebaPreTokenizer, extend_vocab, word_compound_tokens, wobert_tokenizer  # noqa: E402
 
 SENTENCES = ['语言模型是自然语言处理的基础', '今天的天气不错，我们去公园散步']
 
@@ -45,14 +51,14 @@ def make_tiny_wobert(work_dir, seed=0):
         config = f.read().replace('"vocab_size": %d' % len(base_vocab), '"vocab_size": %d' % len(token_dict))
     with open(os.path.join(out_dir, 'bert_config.json'), 'w', encoding='utf-8') as f:
         f.write(config)
-    print('built a tiny WoBERT: %d characters + %d words (%s) initialised from their characters'
-          % (len(base_vocab), len(new_words), ' '.join(new_words)))
+    print('built a tiny WoBERT: %d characters + %d words (%s) initialised from their characters; written to %s'
+          % (len(base_vocab), len(new_words), ' '.join(new_words), out_dir))
     return out_dir
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--checkpoint-dir', help='unpacked WoBERT / WoBERT-plus release')
+    parser.add_argument('--checkpoint-dir', type=existing_dir, help='unpacked WoBERT / WoBERT-plus release')
     parser.add_argument('--text', action='append', help='sentence(s) to encode (default: two examples)')
     args = parser.parse_args(argv)
     checkpoint_dir = args.checkpoint_dir or make_tiny_wobert(tempfile.mkdtemp(prefix='wobert_'))

@@ -28,16 +28,24 @@ import time
 
 import numpy as np
 
-from bert4keras_ext.backend import keras, ops
-from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
-from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
-from bert4keras_ext.generation import CachedDecoder
-from bert4keras_ext.layers import Loss
-from bert4keras_ext.metrics import ngram_hit_rate
-from bert4keras_ext.models import build_transformer_model
-from bert4keras_ext.optimizers import Adam
-from bert4keras_ext.snippets import DataGenerator, sequence_padding
-from bert4keras_ext.tokenizers import Tokenizer, load_vocab
+from bert4keras_ext.console import quiet_tensorflow
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
+from bert4keras_ext.backend import keras, ops  # noqa: E402
+from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint  # noqa: E402
+from bert4keras_ext.console import (  # noqa: E402
+    existing_dir, positive_float, positive_int, progress, progress_verbose, use_first,
+)
+from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment  # noqa: E402
+from bert4keras_ext.generation import CachedDecoder  # noqa: E402
+from bert4keras_ext.layers import Loss  # noqa: E402
+from bert4keras_ext.metrics import ngram_hit_rate  # noqa: E402
+from bert4keras_ext.models import build_transformer_model  # noqa: E402
+from bert4keras_ext.optimizers import Adam  # noqa: E402
+from bert4keras_ext.snippets import DataGenerator, sequence_padding  # noqa: E402
+from bert4keras_ext.tokenizers import Tokenizer, load_vocab  # noqa: E402
 
 GENERATED_PROMPTS = ['房间', '这本书', '快递', '服务']
 
@@ -74,7 +82,7 @@ class CrossEntropy(Loss):
 def perplexity(model, tokenizer, texts, maxlen, batch_size=64):
     """exp(mean negative log-likelihood) of every token after [CLS] (the final [SEP] included)."""
     total_nll, count = 0.0, 0
-    for i in range(0, len(texts), batch_size):
+    for i in progress(range(0, len(texts), batch_size), desc='perplexity', unit='batch', leave=False):
         encoded = [tokenizer.encode(t, maxlen=maxlen) for t in texts[i:i + batch_size]]
         token_ids = sequence_padding([t for t, _ in encoded])
         probas = model.predict([token_ids, np.zeros_like(token_ids)], verbose=0)
@@ -113,23 +121,27 @@ def continue_prompt(decoder, tokenizer, prompt, method, topk=None, topp=None, n=
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='folder with sentiment.train.data / sentiment.valid.data')
-    parser.add_argument('--checkpoint-dir', help='unpacked Google-format BERT release')
-    parser.add_argument('--epochs', type=int, help='training epochs (default 4 generated, 10 real)')
-    parser.add_argument('--num-train', type=int, help='training texts (default 1500 generated, all real)')
-    parser.add_argument('--num-valid', type=int, help='held-out texts (default 200 generated, 500 real)')
-    parser.add_argument('--maxlen', type=int, help='tokens per text (default 40 generated, 128 real)')
-    parser.add_argument('--gen-maxlen', type=int, default=32, help='longest continuation in tokens')
-    parser.add_argument('--batch-size', type=int, help='training batch (default 32 generated, 16 real)')
-    parser.add_argument('--lr', type=float, help='Adam learning rate (default 2e-3 tiny model, 2e-5 real)')
+    parser.add_argument('--data-dir', type=existing_dir, help='folder with sentiment.train.data / sentiment.valid.data')
+    parser.add_argument('--checkpoint-dir', type=existing_dir, help='unpacked Google-format BERT release')
+    parser.add_argument('--epochs', type=positive_int, help='training epochs (default 4 generated, 10 real)')
+    parser.add_argument('--num-train', type=positive_int,
+                        help='training texts (default 1500 generated; a cap on those read from --data-dir, default all)')
+    parser.add_argument('--num-valid', type=positive_int,
+                        help='held-out texts (default 200 generated; a cap on those read from --data-dir, default 500)')
+    parser.add_argument('--maxlen', type=positive_int, help='tokens per text (default 40 generated, 128 real)')
+    parser.add_argument('--gen-maxlen', type=positive_int, default=32, help='longest continuation in tokens')
+    parser.add_argument('--batch-size', type=positive_int, help='training batch (default 32 generated, 16 real)')
+    parser.add_argument('--lr', type=positive_float, help='Adam learning rate (default 2e-3 tiny model, 2e-5 real)')
     parser.add_argument('--prompts', nargs='*', help='prompts to continue (default: a few built-in ones)')
-    parser.add_argument('--topk', type=int, default=10, help='top-k of sampling (and beam size 3 for beam)')
-    parser.add_argument('--topp', type=float, default=0.9, help='top-p of sampling')
-    parser.add_argument('--samples', type=int, default=3, help='samples per prompt')
+    parser.add_argument('--topk', type=positive_int, default=10, help='top-k of sampling (and beam size 3 for beam)')
+    parser.add_argument('--topp', type=positive_float, default=0.9, help='top-p of sampling')
+    parser.add_argument('--samples', type=positive_int, default=3, help='samples per prompt')
     parser.add_argument('--work-dir', help='where the tiny checkpoint is written (default: a temp folder)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--verbose', type=int, default=0, help='1: per-epoch progress bars')
+    parser.add_argument('--verbose', type=int, choices=(0, 1, 2), default=0,
+                        help='1: per-epoch progress (a bar on a terminal, a line per epoch when piped)')
     args = parser.parse_args(argv)
+    verbose = progress_verbose(args.verbose)
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     real = bool(args.checkpoint_dir)
@@ -139,8 +151,10 @@ def main(argv=None):
         valid_path = os.path.join(args.data_dir, 'sentiment.valid.data')
         if not (os.path.isfile(train_path) and os.path.isfile(valid_path)):
             parser.error('--data-dir %s needs sentiment.train.data and sentiment.valid.data' % args.data_dir)
-        train = [text for text, _ in load_sentiment(train_path, limit=args.num_train)]
-        valid = [text for text, _ in load_sentiment(valid_path, limit=args.num_valid or 500)]
+        train = [text for text, _ in use_first(load_sentiment(train_path), args.num_train,
+                                               'training texts', '--num-train')]
+        valid = [text for text, _ in use_first(load_sentiment(valid_path), args.num_valid or 500,
+                                               'held-out texts', '--num-valid')]
         prompts = args.prompts or [text[:2] for text in valid[:4]]
         source = args.data_dir
     else:
@@ -164,6 +178,7 @@ def main(argv=None):
                                        hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=256,
                                        max_position_embeddings=max(64, maxlen, 16 + args.gen_maxlen))
+        print('wrote a tiny random BERT checkpoint to %s' % paths['dir'])
     token_dict, keep_tokens = load_vocab(paths['vocab'], simplified=True,
                                          startswith=['[PAD]', '[UNK]', '[CLS]', '[SEP]'])
     tokenizer = Tokenizer(token_dict, do_lower_case=True)
@@ -181,7 +196,7 @@ def main(argv=None):
     for epoch in range(epochs):
         # forfit() already shuffles (DataGenerator.sample); a dataset cannot be shuffled by Keras
         history = train_model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1,
-                                  shuffle=False, verbose=args.verbose)
+                                  shuffle=False, verbose=verbose)
         print('epoch %d/%d: loss %.4f' % (epoch + 1, epochs, history.history['loss'][-1]))
     results['train_seconds'] = time.perf_counter() - train_start
     results['perplexity'] = perplexity(model, tokenizer, valid, maxlen)

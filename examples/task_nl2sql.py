@@ -23,9 +23,15 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bert4keras_ext.console import (
+    existing_dir, int_at_least, is_interactive, non_negative_int, positive_float, positive_int, progress_verbose,
+    quiet_tensorflow, use_first,
+)
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
 
 from bert4keras_ext.tasks.nl2sql import (  # noqa: E402
     NL2SQLEncoder, SQLiteTables, evaluate_sql, load_split, render_sql,
@@ -35,39 +41,43 @@ from bert4keras_ext.tasks.nl2sql.synthetic import generate_dataset  # noqa: E402
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='TianChi NL2SQL folder (train.json, train.tables.json, val.json, '
+    parser.add_argument('--data-dir', type=existing_dir, help='TianChi NL2SQL folder (train.json, train.tables.json, val.json, '
                                            'val.tables.json); default: generated data')
-    parser.add_argument('--checkpoint-dir', help='Google-format BERT folder (bert_config.json, bert_model.ckpt, '
+    parser.add_argument('--checkpoint-dir', type=existing_dir, help='Google-format BERT folder (bert_config.json, bert_model.ckpt, '
                                                  'vocab.txt); default: a tiny random BERT')
     parser.add_argument('--work-dir', help='where the tiny checkpoint goes (default: a new temp folder)')
-    parser.add_argument('--epochs', type=int, help='training epochs (default 15 with --checkpoint-dir / 10 tiny)')
-    parser.add_argument('--batch-size', type=int, help='default 32 with --checkpoint-dir / 16 tiny')
-    parser.add_argument('--maxlen', type=int, default=160, help='longer training sequences are skipped (160)')
-    parser.add_argument('--learning-rate', type=float, help='peak LR after the 1-epoch warm-up (5e-5 with '
+    parser.add_argument('--epochs', type=positive_int, help='training epochs (default 15 with --checkpoint-dir / 10 tiny)')
+    parser.add_argument('--batch-size', type=positive_int, help='default 32 with --checkpoint-dir / 16 tiny')
+    parser.add_argument('--maxlen', type=int_at_least(8), default=160, help='longer training sequences are skipped (160)')
+    parser.add_argument('--learning-rate', type=positive_float, help='peak LR after the 1-epoch warm-up (5e-5 with '
                                                             '--checkpoint-dir / 3e-3 tiny)')
-    parser.add_argument('--min-learning-rate', type=float, help='LR reached after the decay (1e-5 with '
+    parser.add_argument('--min-learning-rate', type=positive_float, help='LR reached after the decay (1e-5 with '
                                                                 '--checkpoint-dir / 3e-4 tiny)')
-    parser.add_argument('--decay-epochs', type=int, help='epochs of linear decay after the warm-up (1 with '
+    parser.add_argument('--decay-epochs', type=positive_int, help='epochs of linear decay after the warm-up (1 with '
                                                          '--checkpoint-dir, as the baseline / all remaining tiny)')
-    parser.add_argument('--pointer-units', type=int, help='column pointer width (256 with --checkpoint-dir / 64 tiny)')
+    parser.add_argument('--pointer-units', type=positive_int, help='column pointer width (256 with --checkpoint-dir / 64 tiny)')
     parser.add_argument('--header-segment', type=int, choices=(0, 1),
                         help='segment id of the header part (0 with --checkpoint-dir, as the baseline / 1 tiny)')
-    parser.add_argument('--train-size', type=int, default=1200, help='generated training questions')
-    parser.add_argument('--valid-size', type=int, default=300, help='generated validation questions')
-    parser.add_argument('--tables-per-theme', type=int, default=4, help='generated tables of each of the 5 kinds')
-    parser.add_argument('--max-train', type=int, help='cap on training questions read from --data-dir')
-    parser.add_argument('--max-valid', type=int, help='cap on validation questions read from --data-dir')
-    parser.add_argument('--hidden-size', type=int, default=64, help='tiny random BERT width (without --checkpoint-dir)')
-    parser.add_argument('--num-layers', type=int, default=2, help='tiny random BERT depth (without --checkpoint-dir)')
+    parser.add_argument('--train-size', type=positive_int, default=1200, help='generated training questions')
+    parser.add_argument('--valid-size', type=positive_int, default=300, help='generated validation questions')
+    parser.add_argument('--tables-per-theme', type=positive_int, default=4, help='generated tables of each of the 5 kinds')
+    parser.add_argument('--max-train', type=positive_int, help='cap on training questions read from --data-dir (default all)')
+    parser.add_argument('--max-valid', type=positive_int,
+                        help='cap on validation questions read from --data-dir (default all)')
+    parser.add_argument('--hidden-size', type=positive_int, default=64, help='tiny random BERT width (without --checkpoint-dir)')
+    parser.add_argument('--num-layers', type=positive_int, default=2, help='tiny random BERT depth (without --checkpoint-dir)')
     parser.add_argument('--no-type-markers', action='store_true', help='do not mark column types in the input')
     parser.add_argument('--skip-bad', action='store_true', help='skip malformed data records (listed) instead of failing')
     parser.add_argument('--predictions', help='write validation predictions (JSON lines) to this file')
-    parser.add_argument('--show', type=int, default=3, help='print this many decoded validation questions')
+    parser.add_argument('--show', type=non_negative_int, default=3, help='print this many decoded validation questions')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     args = parser.parse_args(argv)
-    if args.data_dir and not os.path.isdir(args.data_dir):
-        parser.error('--data-dir %s is not a folder' % args.data_dir)
+    if not args.data_dir and (args.max_train or args.max_valid):
+        parser.error('--max-train / --max-valid cap the questions read from --data-dir; for generated data use '
+                     '--train-size / --valid-size')
+    if args.predictions and not os.path.isdir(os.path.dirname(os.path.abspath(args.predictions))):
+        parser.error('--predictions %s: its folder does not exist' % args.predictions)
     if args.checkpoint_dir and not os.path.isfile(os.path.join(args.checkpoint_dir, 'bert_config.json')):
         parser.error('--checkpoint-dir %s has no bert_config.json' % args.checkpoint_dir)
     return args
@@ -87,7 +97,9 @@ def load_data(args):
     if any(train_tables[t].header != valid_tables[t].header for t in overlap):
         raise ValueError('train and val tables share ids with different headers')
     tables = dict(train_tables, **valid_tables)
-    return train[:args.max_train], valid[:args.max_valid], tables, 'TianChi NL2SQL data from %s' % args.data_dir
+    train = use_first(train, args.max_train, 'training questions', '--max-train')
+    valid = use_first(valid, args.max_valid, 'validation questions', '--max-valid')
+    return train, valid, tables, 'TianChi NL2SQL data from %s' % args.data_dir
 
 
 def prepare_checkpoint(args, train, valid, tables, work_dir):
@@ -152,10 +164,13 @@ def main(argv=None):
     decay_epochs = args.decay_epochs or (1 if pretrained else max(epochs - 1, 1))
     pointer_units = args.pointer_units or (256 if pretrained else 64)
     header_segment = args.header_segment if args.header_segment is not None else (0 if pretrained else 1)
-    verbose = 0 if args.quiet else 1
+    verbose = 0 if args.quiet else progress_verbose(1)
     keras.utils.set_random_seed(args.seed)
     start_all = time.perf_counter()
-    work_dir = args.work_dir or tempfile.mkdtemp(prefix='nl2sql_')
+    work_dir = None
+    if not pretrained:  # the tiny random checkpoint is written here
+        work_dir = args.work_dir or tempfile.mkdtemp(prefix='nl2sql_')
+        print('work dir: %s%s' % (work_dir, '' if args.work_dir else ' (a new temporary folder; --work-dir chooses another)'))
 
     train, valid, tables, source = load_data(args)
     print('[1/5] data: %s — %d train / %d valid questions over %d tables' % (source, len(train), len(valid), len(tables)))
@@ -190,7 +205,7 @@ def main(argv=None):
 
     max_length = load_config(paths['config']).get('max_position_embeddings')
     predictions = predict_sql(predict_model, encoder, valid, tables, batch_size=64, max_length=max_length,
-                              progress=not args.quiet)
+                              progress=not args.quiet and is_interactive())
     with SQLiteTables(tables) as db:
         metrics = evaluate_sql(predictions, valid, db)
         for example, pred in list(zip(valid, predictions))[:args.show]:
@@ -208,6 +223,7 @@ def main(argv=None):
             for example, pred in zip(valid, predictions):
                 f.write(json.dumps({'table_id': example.table_id, 'question': example.question, 'sql': pred},
                                    ensure_ascii=False) + '\n')
+        print('      wrote the validation predictions to %s' % args.predictions)
     total = time.perf_counter() - start_all
     print('done in %.1f s' % total)
     return dict(metrics, loss_before=loss_before, loss_after=loss_after, epoch_losses=history.history['loss'],

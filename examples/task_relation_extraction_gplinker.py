@@ -23,6 +23,13 @@ import time
 
 import numpy as np
 
+from bert4keras_ext.console import (
+    existing_dir, positive_float, positive_int, progress, progress_verbose, quiet_tensorflow, use_first,
+)
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
 _PEOPLE = ['张伟', '王芳', '李娜', '刘洋', '陈静', '杨帆', '赵磊', '黄敏', '周杰', '吴昊', '徐丽', '孙强', '马超',
            '朱琳', '胡军', '郭峰', '林涛', '何雪', '高远', '罗兰', '宋佳', '韩梅', '冯晨', '邓超']
 _CITIES = ['北京', '上海', '广州', '深圳', '杭州', '南京', '武汉', '成都', '西安', '重庆', '天津', '苏州', '长沙',
@@ -151,7 +158,7 @@ def extract(model, token_ids, mappings, data, id2predicate, batch_size=64):
     entity, head, tail = model.predict([token_ids, np.zeros_like(token_ids)], batch_size=batch_size, verbose=0)
     lengths = (token_ids > 0).sum(1)
     predictions = []
-    for i, item in enumerate(data):
+    for i, item in enumerate(progress(data, desc='decoding triples', unit='text', leave=False)):
         triples = decode_spo(entity[i], head[i], tail[i], length=int(lengths[i]))
         predictions.append(spo_to_text(triples, item['text'], mappings[i], id2predicate))
     return predictions
@@ -159,15 +166,19 @@ def extract(model, token_ids, mappings, data, id2predicate, batch_size=64):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='DuIE folder (train_data.json / dev_data.json)')
-    parser.add_argument('--checkpoint-dir', help='folder with bert_config.json, bert_model.ckpt*, vocab.txt')
-    parser.add_argument('--epochs', type=int, help='training epochs (default 6 generated, 20 real)')
-    parser.add_argument('--num-train', type=int, help='training examples (default 1000 generated)')
-    parser.add_argument('--num-valid', type=int, help='evaluation examples (default 300 generated)')
-    parser.add_argument('--maxlen', type=int, default=None, help='max tokens (default 48 generated, 128 real)')
-    parser.add_argument('--batch-size', type=int, default=None)
-    parser.add_argument('--lr', type=float, default=None, help='Adam learning rate (default 1e-3 tiny, 2e-5 real)')
-    parser.add_argument('--head-size', type=int, default=None)
+    parser.add_argument('--data-dir', type=existing_dir, help='DuIE folder (train_data.json / dev_data.json)')
+    parser.add_argument('--checkpoint-dir', type=existing_dir,
+                        help='folder with bert_config.json, bert_model.ckpt*, vocab.txt')
+    parser.add_argument('--epochs', type=positive_int, help='training epochs (default 6 generated, 20 real)')
+    parser.add_argument('--num-train', type=positive_int,
+                        help='training examples (default 1000 generated; a cap on --data-dir, default all)')
+    parser.add_argument('--num-valid', type=positive_int,
+                        help='evaluation examples (default 300 generated; a cap on --data-dir, default all)')
+    parser.add_argument('--maxlen', type=positive_int, default=None, help='max tokens (default 48 generated, 128 real)')
+    parser.add_argument('--batch-size', type=positive_int, default=None, help='default 32 tiny, 16 real')
+    parser.add_argument('--lr', type=positive_float, default=None,
+                        help='Adam learning rate (default 1e-3 tiny, 2e-5 real)')
+    parser.add_argument('--head-size', type=positive_int, default=None, help='default 32 tiny, 64 real')
     parser.add_argument('--efficient', action='store_true', help='EfficientGlobalPointer heads')
     parser.add_argument('--work-dir', help='where the tiny checkpoint is written (default: a temp folder)')
     parser.add_argument('--seed', type=int, default=0)
@@ -191,7 +202,8 @@ def main(argv=None):
         if not train_path or not valid_path:
             parser.error('--data-dir %s needs train_data.json and dev_data.json (or train.json / dev.json)'
                          % args.data_dir)
-        train, valid = load_duie(train_path, args.num_train), load_duie(valid_path, args.num_valid)
+        train = use_first(load_duie(train_path), args.num_train, 'training texts of %s' % train_path, '--num-train')
+        valid = use_first(load_duie(valid_path), args.num_valid, 'validation texts of %s' % valid_path, '--num-valid')
         source = args.data_dir
     else:
         train = generate_dataset(args.num_train or 1000, seed=args.seed)
@@ -218,6 +230,7 @@ def main(argv=None):
         paths = make_random_checkpoint(os.path.join(work_dir, 'tiny_bert'), vocab=vocab, seed=args.seed,
                                        hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=256, max_position_embeddings=max(64, maxlen))
+        print('wrote a tiny random BERT checkpoint to %s' % paths['dir'])
         config_path, checkpoint_path, vocab_path = paths['config'], paths['checkpoint'], paths['vocab']
     tokenizer = Tokenizer(vocab_path, do_lower_case=True)
 
@@ -226,7 +239,7 @@ def main(argv=None):
     model = build_model(config_path, checkpoint_path, len(predicates), head_size, efficient=args.efficient)
     model.compile(optimizer=Adam(lr), loss=[sparse_global_pointer_crossentropy] * 3)
     model.fit([train_ids, np.zeros_like(train_ids)], train_labels, batch_size=batch_size, epochs=epochs,
-              verbose=0 if args.quiet else 1)
+              verbose=0 if args.quiet else progress_verbose(1))
 
     id2predicate = dict(enumerate(predicates))
     predictions = extract(model, valid_ids, valid_maps, valid, id2predicate)

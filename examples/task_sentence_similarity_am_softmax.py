@@ -27,6 +27,13 @@ import time
 
 import numpy as np
 
+from bert4keras_ext.console import (
+    existing_dir, int_at_least, positive_float, positive_int, progress_verbose, quiet_tensorflow,
+)
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
 _INTENTS = {
     'password': ['怎么修改{X}的密码', '{X}密码怎么改', '如何更改{X}密码', '我想换一下{X}的密码', '{X}的密码在哪里修改'],
     'cancel': ['怎么注销{X}', '{X}怎么销户', '如何取消{X}', '我不想用{X}了，怎么注销', '{X}在哪里注销'],
@@ -104,14 +111,17 @@ def retrieval_accuracy(queries, query_groups, candidates, candidate_groups, excl
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='LCQMC folder (train.txt, test.txt or dev.txt)')
-    parser.add_argument('--checkpoint-dir', help='folder with bert_config.json, bert_model.ckpt*, vocab.txt')
-    parser.add_argument('--epochs', type=int, help='passes over the generated pairs (default 3 generated, 1 real)')
-    parser.add_argument('--num-train', type=int, help='training pairs per epoch (default 800 generated)')
-    parser.add_argument('--pairs-per-batch', type=int, default=None, help='pairs per batch (default 8)')
-    parser.add_argument('--maxlen', type=int, help='max tokens (default 24 generated, 64 real)')
-    parser.add_argument('--lr', type=float, help='Adam learning rate (default 1e-3 tiny, 2e-5 real)')
-    parser.add_argument('--scale', type=float, default=30.0, help='AM-Softmax scale s')
+    parser.add_argument('--data-dir', type=existing_dir, help='LCQMC folder (train.txt, test.txt or dev.txt)')
+    parser.add_argument('--checkpoint-dir', type=existing_dir,
+                        help='folder with bert_config.json, bert_model.ckpt*, vocab.txt')
+    parser.add_argument('--epochs', type=positive_int, help='passes over the generated pairs (default 3 generated, 1 real)')
+    parser.add_argument('--num-train', type=positive_int,
+                        help='training pairs per epoch (default 800 generated, the positive pairs of train.txt real)')
+    parser.add_argument('--pairs-per-batch', type=int_at_least(2), default=None,
+                        help='pairs per batch (default 8; at least 2: the other pairs are the negatives)')
+    parser.add_argument('--maxlen', type=positive_int, help='max tokens (default 24 generated, 64 real)')
+    parser.add_argument('--lr', type=positive_float, help='Adam learning rate (default 1e-3 tiny, 2e-5 real)')
+    parser.add_argument('--scale', type=positive_float, default=30.0, help='AM-Softmax scale s')
     parser.add_argument('--margin', type=float, default=0.35, help='AM-Softmax margin m')
     parser.add_argument('--work-dir', help='where the tiny checkpoint is written (default: a temp folder)')
     parser.add_argument('--seed', type=int, default=0)
@@ -167,6 +177,7 @@ def main(argv=None):
         paths = make_random_checkpoint(os.path.join(work_dir, 'tiny_bert'), vocab=build_vocab(all_texts),
                                        seed=args.seed, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=256, max_position_embeddings=max(64, maxlen))
+        print('wrote a tiny random BERT checkpoint to %s' % paths['dir'])
         config_path, checkpoint_path, vocab_path = paths['config'], paths['checkpoint'], paths['vocab']
     tokenizer = Tokenizer(vocab_path, do_lower_case=True)
 
@@ -206,7 +217,7 @@ def main(argv=None):
         if not args.quiet:
             print('epoch %d/%d' % (epoch + 1, epochs))
         encoder.fit([ids, np.zeros_like(ids)], group_ids, batch_size=batch_size, epochs=1, shuffle=False,
-                    verbose=0 if args.quiet else 1)
+                    verbose=0 if args.quiet else progress_verbose(1))
     accuracy, spearman = evaluate()
     elapsed = time.perf_counter() - start
     print('held-out retrieval accuracy (top-1): %.4f (untrained encoder %.4f)' % (accuracy, before[0]))

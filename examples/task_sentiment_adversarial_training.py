@@ -21,16 +21,22 @@ import time
 
 import numpy as np
 
-from bert4keras_ext.adversarial import adversarial_training
-from bert4keras_ext.backend import keras
-from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
-from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: N813
-from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
-from bert4keras_ext.layers import ExtractToken
-from bert4keras_ext.models import build_transformer_model
-from bert4keras_ext.optimizers import Adam
-from bert4keras_ext.snippets import sequence_padding
-from bert4keras_ext.tokenizers import Tokenizer
+from bert4keras_ext.console import quiet_tensorflow
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
+from bert4keras_ext.adversarial import adversarial_training  # noqa: E402
+from bert4keras_ext.backend import keras  # noqa: E402
+from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint  # noqa: E402
+from bert4keras_ext.console import existing_dir, positive_float, positive_int, progress_verbose, use_first  # noqa: E402
+from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: E402,N813
+from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment  # noqa: E402
+from bert4keras_ext.layers import ExtractToken  # noqa: E402
+from bert4keras_ext.models import build_transformer_model  # noqa: E402
+from bert4keras_ext.optimizers import Adam  # noqa: E402
+from bert4keras_ext.snippets import sequence_padding  # noqa: E402
+from bert4keras_ext.tokenizers import Tokenizer  # noqa: E402
 
 
 def encode(tokenizer, data, maxlen):
@@ -47,9 +53,12 @@ def accuracy(model, x, y):
 def load_task(args):
     """(train, valid, test, checkpoint paths, maxlen, defaults) from the arguments."""
     if args.data_dir:
-        train = load_sentiment(os.path.join(args.data_dir, 'sentiment.train.data'), limit=args.num_train)
-        valid = load_sentiment(os.path.join(args.data_dir, 'sentiment.valid.data'), limit=args.num_eval)
-        test = load_sentiment(os.path.join(args.data_dir, 'sentiment.test.data'), limit=args.num_eval)
+        train = use_first(load_sentiment(os.path.join(args.data_dir, 'sentiment.train.data')), args.num_train,
+                          'training examples', '--num-train')
+        valid = use_first(load_sentiment(os.path.join(args.data_dir, 'sentiment.valid.data')), args.num_eval,
+                          'validation examples', '--num-eval')
+        test = use_first(load_sentiment(os.path.join(args.data_dir, 'sentiment.test.data')), args.num_eval,
+                         'test examples', '--num-eval')
         maxlen = args.maxlen or 128
     else:
         train = generate_reviews(args.num_train or 800, seed=args.seed)
@@ -65,36 +74,47 @@ def load_task(args):
                                        hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
                                        num_attention_heads=2, intermediate_size=2 * args.hidden_size,
                                        max_position_embeddings=max(64, maxlen))
+        print('wrote a tiny random BERT checkpoint to %s' % paths['dir'])
         learning_rate, epochs = args.learning_rate or 1e-3, args.epochs or 3
     return train, valid, test, paths, maxlen, learning_rate, epochs
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='folder with sentiment.{train,valid,test}.data')
-    parser.add_argument('--checkpoint-dir', help='unpacked Google-format BERT release')
+    parser.add_argument('--data-dir', type=existing_dir, help='folder with sentiment.{train,valid,test}.data')
+    parser.add_argument('--checkpoint-dir', type=existing_dir, help='unpacked Google-format BERT release')
     parser.add_argument('--method', choices=['fgm', 'gradient_penalty'], default='fgm')
-    parser.add_argument('--epsilon', type=float, default=None,
+    parser.add_argument('--epsilon', type=positive_float, default=None,
                         help='perturbation size (fgm) or penalty weight (gradient_penalty). Defaults: bert4keras\' '
-                             '0.5 and 1 for a real checkpoint; 0.05 and 0.001 for the tiny generated BERT, whose '
-                             'embedding matrix is much smaller in norm and whose random-init gradients are large')
-    parser.add_argument('--epochs', type=int, default=None)
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--maxlen', type=int, default=None)
-    parser.add_argument('--num-train', type=int, default=None, help='cap on training examples')
-    parser.add_argument('--num-eval', type=int, default=None, help='cap on valid/test examples')
-    parser.add_argument('--learning-rate', type=float, default=None)
-    parser.add_argument('--hidden-size', type=int, default=64, help='width of the generated tiny BERT')
-    parser.add_argument('--num-layers', type=int, default=2, help='depth of the generated tiny BERT')
+                             '0.5 and 1 for a real checkpoint; 0.05 and 1 for the tiny generated BERT, whose '
+                             'embedding matrix is much smaller in norm')
+    parser.add_argument('--epochs', type=positive_int, default=None, help='default 3')
+    parser.add_argument('--batch-size', type=positive_int, default=32)
+    parser.add_argument('--maxlen', type=positive_int, default=None, help='default 32 generated, 128 --data-dir')
+    parser.add_argument('--num-train', type=positive_int, default=None,
+                        help='training examples: generated (default 800), or a cap on --data-dir (default all)')
+    parser.add_argument('--num-eval', type=positive_int, default=None,
+                        help='valid/test examples each: generated (default 200), or a cap on --data-dir (default all)')
+    parser.add_argument('--learning-rate', type=positive_float, default=None)
+    parser.add_argument('--hidden-size', type=positive_int, default=64,
+                        help='width of the generated tiny BERT (even: 2 attention heads)')
+    parser.add_argument('--num-layers', type=positive_int, default=2, help='depth of the generated tiny BERT')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--verbose', type=int, default=0)
+    parser.add_argument('--verbose', type=int, choices=(0, 1, 2), default=0,
+                        help='Keras fit verbosity; 1 is a progress bar on a terminal, one line per epoch otherwise')
     args = parser.parse_args(argv)
+    if args.data_dir:
+        missing = [n for n in ('sentiment.train.data', 'sentiment.valid.data', 'sentiment.test.data')
+                   if not os.path.isfile(os.path.join(args.data_dir, n))]
+        if missing:
+            parser.error('--data-dir %s has no %s' % (args.data_dir, ', '.join(missing)))
+    verbose = progress_verbose(args.verbose)
     epsilon = args.epsilon
     if epsilon is None:
         if args.method == 'fgm':
             epsilon = 0.5 if args.checkpoint_dir else 0.05
         else:
-            epsilon = 1.0 if args.checkpoint_dir else 0.001
+            epsilon = 1.0
     start = time.perf_counter()
 
     train, valid, test, paths, maxlen, learning_rate, epochs = load_task(args)
@@ -121,7 +141,7 @@ def main(argv=None):
             adversarial_training(model, 'Embedding-Token', epsilon, method=args.method)
         best = {'val_acc': 0.0, 'test_acc': 0.0}
         for epoch in range(epochs):
-            model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1, verbose=args.verbose)
+            model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1, verbose=verbose)
             val_acc = accuracy(model, valid_x, valid_y)
             if val_acc >= best['val_acc']:
                 best = {'val_acc': val_acc, 'test_acc': accuracy(model, test_x, test_y)}

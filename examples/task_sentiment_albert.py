@@ -18,18 +18,26 @@ import time
 
 import numpy as np
 
-from bert4keras_ext.backend import keras
-from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
-from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: N813
-from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
-from bert4keras_ext.models import build_transformer_model
-from bert4keras_ext.optimizers import Adam
-from bert4keras_ext.tokenizers import Tokenizer
+from bert4keras_ext.console import quiet_tensorflow
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
+from bert4keras_ext.backend import keras  # noqa: E402
+from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint  # noqa: E402
+from bert4keras_ext.console import (  # noqa: E402
+    existing_dir, positive_float, positive_int, progress, progress_verbose, use_first,
+)
+from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: E402,N813
+from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment  # noqa: E402
+from bert4keras_ext.models import build_transformer_model  # noqa: E402
+from bert4keras_ext.optimizers import Adam  # noqa: E402
+from bert4keras_ext.tokenizers import Tokenizer  # noqa: E402
 
 
-def evaluate(generator, model):
+def evaluate(generator, model, desc='evaluating'):
     right, total = 0, 0
-    for x_true, y_true in generator:
+    for x_true, y_true in progress(generator, desc=desc, leave=False):
         y_pred = model.predict(x_true, verbose=0).argmax(axis=1)
         right += int((y_pred == y_true[:, 0]).sum())
         total += len(y_true)
@@ -38,22 +46,32 @@ def evaluate(generator, model):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='folder with sentiment.{train,valid,test}.data')
-    parser.add_argument('--checkpoint-dir', help='unpacked Google-format ALBERT release')
+    parser.add_argument('--data-dir', type=existing_dir, help='folder with sentiment.{train,valid,test}.data')
+    parser.add_argument('--checkpoint-dir', type=existing_dir, help='unpacked Google-format ALBERT release')
     parser.add_argument('--unshared', action='store_true', help="model='albert_unshared'")
-    parser.add_argument('--epochs', type=int, default=None)
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--maxlen', type=int, default=None)
-    parser.add_argument('--num-train', type=int, default=None, help='cap on training examples')
-    parser.add_argument('--learning-rate', type=float, default=None)
+    parser.add_argument('--epochs', type=positive_int, default=None, help='default 3 tiny, 10 with --checkpoint-dir')
+    parser.add_argument('--batch-size', type=positive_int, default=32)
+    parser.add_argument('--maxlen', type=positive_int, default=None, help='default 32 generated, 128 --data-dir')
+    parser.add_argument('--num-train', type=positive_int, default=None,
+                        help='training examples: cap on those read from --data-dir (default all), '
+                             'or how many to generate (default 1200)')
+    parser.add_argument('--learning-rate', type=positive_float, default=None)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--verbose', type=int, default=1)
+    parser.add_argument('--verbose', type=int, choices=(0, 1, 2), default=1,
+                        help='Keras fit verbosity; 1 is a progress bar on a terminal, one line per epoch otherwise')
     args = parser.parse_args(argv)
+    if args.data_dir:
+        missing = [n for n in ('sentiment.train.data', 'sentiment.valid.data', 'sentiment.test.data')
+                   if not os.path.isfile(os.path.join(args.data_dir, n))]
+        if missing:
+            parser.error('--data-dir %s has no %s' % (args.data_dir, ', '.join(missing)))
+    verbose = progress_verbose(args.verbose)
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
 
     if args.data_dir:
-        train = load_sentiment(os.path.join(args.data_dir, 'sentiment.train.data'), limit=args.num_train)
+        train = use_first(load_sentiment(os.path.join(args.data_dir, 'sentiment.train.data')), args.num_train,
+                          'training examples', '--num-train')
         valid = load_sentiment(os.path.join(args.data_dir, 'sentiment.valid.data'))
         test = load_sentiment(os.path.join(args.data_dir, 'sentiment.test.data'))
         maxlen = args.maxlen or 128
@@ -71,6 +89,7 @@ def main(argv=None):
                                        seed=args.seed, hidden_size=128, embedding_size=64, num_hidden_layers=4,
                                        num_attention_heads=4, intermediate_size=256,
                                        max_position_embeddings=max(64, maxlen))
+        print('wrote a tiny random ALBERT checkpoint to %s' % paths['dir'])
         learning_rate, epochs = args.learning_rate or 5e-4, args.epochs or 3
     tokenizer = Tokenizer(paths['vocab'], do_lower_case=True)
 
@@ -88,11 +107,11 @@ def main(argv=None):
     test_generator = data_generator(test, tokenizer, maxlen, args.batch_size)
     best, results = 0.0, {}
     for epoch in range(epochs):
-        model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1, verbose=args.verbose)
-        val_acc = evaluate(valid_generator, model)
+        model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1, verbose=verbose)
+        val_acc = evaluate(valid_generator, model, 'validation')
         if val_acc >= best:
             best = val_acc
-            results['test_acc'] = evaluate(test_generator, model)
+            results['test_acc'] = evaluate(test_generator, model, 'test')
         print('epoch %d: val_acc %.4f, best_val_acc %.4f' % (epoch + 1, val_acc, best))
     results.update(best_val_acc=best, seconds=time.perf_counter() - start,
                    trainable_params=int(sum(np.prod(w.shape) for w in model.trainable_weights)))

@@ -21,20 +21,28 @@ import os
 import tempfile
 import time
 
-from bert4keras_ext.adversarial import virtual_adversarial_training
-from bert4keras_ext.backend import keras
-from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
-from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: N813
-from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment
-from bert4keras_ext.layers import ExtractToken
-from bert4keras_ext.models import build_transformer_model
-from bert4keras_ext.optimizers import Adam
-from bert4keras_ext.tokenizers import Tokenizer
+from bert4keras_ext.console import quiet_tensorflow
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
+from bert4keras_ext.adversarial import virtual_adversarial_training  # noqa: E402
+from bert4keras_ext.backend import keras  # noqa: E402
+from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint  # noqa: E402
+from bert4keras_ext.console import (  # noqa: E402
+    existing_dir, positive_float, positive_int, progress, progress_verbose, use_first,
+)
+from bert4keras_ext.demo import SentimentGenerator as data_generator  # noqa: E402,N813
+from bert4keras_ext.demo import build_vocab, generate_reviews, load_sentiment  # noqa: E402
+from bert4keras_ext.layers import ExtractToken  # noqa: E402
+from bert4keras_ext.models import build_transformer_model  # noqa: E402
+from bert4keras_ext.optimizers import Adam  # noqa: E402
+from bert4keras_ext.tokenizers import Tokenizer  # noqa: E402
 
 
-def accuracy(model, generator):
+def accuracy(model, generator, desc='evaluating'):
     right, total = 0, 0
-    for x_true, y_true in generator:
+    for x_true, y_true in progress(generator, desc=desc, leave=False):
         y_pred = model.predict(x_true, verbose=0).argmax(axis=1)
         right += int((y_pred == y_true[:, 0]).sum())
         total += len(y_true)
@@ -58,32 +66,44 @@ class VATStep(keras.callbacks.Callback):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='folder with sentiment.{train,valid,test}.data')
-    parser.add_argument('--checkpoint-dir', help='unpacked Google-format BERT release')
-    parser.add_argument('--num-labeled', type=int, default=None,
-                        help='labeled training reviews (default 1%% of the file, or 80 generated)')
-    parser.add_argument('--num-unlabeled', type=int, default=None, help='cap on unlabeled reviews')
-    parser.add_argument('--epsilon', type=float, default=None,
+    parser.add_argument('--data-dir', type=existing_dir, help='folder with sentiment.{train,valid,test}.data')
+    parser.add_argument('--checkpoint-dir', type=existing_dir, help='unpacked Google-format BERT release')
+    parser.add_argument('--num-labeled', type=positive_int, default=None,
+                        help='labeled training reviews (default 1%% of the file, or 80 of the 800 generated)')
+    parser.add_argument('--num-unlabeled', type=positive_int, default=None,
+                        help='cap on unlabeled reviews (default: all the training reviews that are not labeled)')
+    parser.add_argument('--epsilon', type=positive_float, default=None,
                         help="VAT perturbation size (bert4keras' 1 for a real checkpoint, 0.05 for the tiny one)")
-    parser.add_argument('--xi', type=float, default=10.0)
-    parser.add_argument('--iters', type=int, default=1)
-    parser.add_argument('--epochs', type=int, default=None)
-    parser.add_argument('--batch-size', type=int, default=None, help='default 32, or 16 for the generated data')
-    parser.add_argument('--maxlen', type=int, default=None)
-    parser.add_argument('--learning-rate', type=float, default=None)
-    parser.add_argument('--hidden-size', type=int, default=64, help='width of the generated tiny BERT')
-    parser.add_argument('--num-layers', type=int, default=2, help='depth of the generated tiny BERT')
-    parser.add_argument('--num-eval', type=int, default=None, help='cap on valid/test reviews')
+    parser.add_argument('--xi', type=positive_float, default=10.0)
+    parser.add_argument('--iters', type=positive_int, default=1)
+    parser.add_argument('--epochs', type=positive_int, default=None, help='default 10 real, 6 tiny')
+    parser.add_argument('--batch-size', type=positive_int, default=None, help='default 32, or 16 for the generated data')
+    parser.add_argument('--maxlen', type=positive_int, default=None, help='default 32 generated, 128 --data-dir')
+    parser.add_argument('--learning-rate', type=positive_float, default=None)
+    parser.add_argument('--hidden-size', type=positive_int, default=64,
+                        help='width of the generated tiny BERT (even: 2 attention heads)')
+    parser.add_argument('--num-layers', type=positive_int, default=2, help='depth of the generated tiny BERT')
+    parser.add_argument('--num-eval', type=positive_int, default=None,
+                        help='valid/test reviews each: generated (default 200), or a cap on --data-dir (default all)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--verbose', type=int, default=0)
+    parser.add_argument('--verbose', type=int, choices=(0, 1, 2), default=0,
+                        help='Keras fit verbosity; 1 is a progress bar on a terminal, one line per epoch otherwise')
     args = parser.parse_args(argv)
+    if args.data_dir:
+        missing = [n for n in ('sentiment.train.data', 'sentiment.valid.data', 'sentiment.test.data')
+                   if not os.path.isfile(os.path.join(args.data_dir, n))]
+        if missing:
+            parser.error('--data-dir %s has no %s' % (args.data_dir, ', '.join(missing)))
+    verbose = progress_verbose(args.verbose)
     start = time.perf_counter()
 
     if args.data_dir:
         train = load_sentiment(os.path.join(args.data_dir, 'sentiment.train.data'))
-        valid = load_sentiment(os.path.join(args.data_dir, 'sentiment.valid.data'), limit=args.num_eval)
-        test = load_sentiment(os.path.join(args.data_dir, 'sentiment.test.data'), limit=args.num_eval)
-        num_labeled = args.num_labeled or int(len(train) * 0.01)
+        valid = use_first(load_sentiment(os.path.join(args.data_dir, 'sentiment.valid.data')), args.num_eval,
+                          'validation reviews', '--num-eval')
+        test = use_first(load_sentiment(os.path.join(args.data_dir, 'sentiment.test.data')), args.num_eval,
+                         'test reviews', '--num-eval')
+        num_labeled = args.num_labeled or max(1, int(len(train) * 0.01))
         maxlen = args.maxlen or 128
     else:
         train = generate_reviews(800, seed=args.seed)
@@ -92,8 +112,13 @@ def main(argv=None):
         num_labeled = args.num_labeled or 80
         maxlen = args.maxlen or 32
     batch_size = args.batch_size or (32 if args.data_dir else 16)
+    if num_labeled >= len(train):
+        parser.error('--num-labeled %d leaves no unlabeled review of the %d training reviews for VAT'
+                     % (num_labeled, len(train)))
     labeled = train[:num_labeled]
-    unlabeled = [(text, 0) for text, _ in train[num_labeled:]][:args.num_unlabeled]
+    unlabeled = use_first([(text, 0) for text, _ in train[num_labeled:]], args.num_unlabeled,
+                          'unlabeled reviews (the training reviews after the %d labeled ones)' % num_labeled,
+                          '--num-unlabeled')
     if args.checkpoint_dir:
         paths = find_checkpoint_files(args.checkpoint_dir)
         learning_rate, epochs, epsilon = args.learning_rate or 2e-5, args.epochs or 10, args.epsilon or 1.0
@@ -103,6 +128,7 @@ def main(argv=None):
                                        hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
                                        num_attention_heads=2, intermediate_size=2 * args.hidden_size,
                                        max_position_embeddings=max(64, maxlen))
+        print('wrote a tiny random BERT checkpoint to %s' % paths['dir'])
         learning_rate, epochs, epsilon = args.learning_rate or 1e-3, args.epochs or 6, args.epsilon or 0.05
     tokenizer = Tokenizer(paths['vocab'], do_lower_case=True)
     print('%d labeled / %d unlabeled / %d valid / %d test reviews, maxlen %d' % (
@@ -139,10 +165,10 @@ def main(argv=None):
         best = {'val_acc': 0.0, 'test_acc': 0.0}
         for epoch in range(epochs):
             model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1,
-                      callbacks=callbacks, verbose=args.verbose)
-            val_acc = accuracy(model, valid_generator)
+                      callbacks=callbacks, verbose=verbose)
+            val_acc = accuracy(model, valid_generator, 'validation')
             if val_acc >= best['val_acc']:
-                best = {'val_acc': val_acc, 'test_acc': accuracy(model, test_generator)}
+                best = {'val_acc': val_acc, 'test_acc': accuracy(model, test_generator, 'test')}
             print('[%s] epoch %d: val_acc %.4f, best_val_acc %.4f' % (name, epoch + 1, val_acc, best['val_acc']))
         results[name] = best
 

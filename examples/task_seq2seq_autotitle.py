@@ -34,17 +34,23 @@ import tempfile
 import time
 
 import numpy as np
-from tqdm import tqdm
 
-from bert4keras_ext.backend import keras, ops
-from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint
-from bert4keras_ext.demo import build_vocab
-from bert4keras_ext.generation import CachedDecoder
-from bert4keras_ext.layers import Loss
-from bert4keras_ext.metrics import bleu, rouge_scores
-from bert4keras_ext.models import build_transformer_model
-from bert4keras_ext.snippets import DataGenerator, sequence_padding
-from bert4keras_ext.tokenizers import Tokenizer, load_vocab
+from bert4keras_ext.console import quiet_tensorflow
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
+from bert4keras_ext.backend import keras, ops  # noqa: E402
+from bert4keras_ext.checkpoints import find_checkpoint_files, make_random_checkpoint  # noqa: E402
+from bert4keras_ext.console import existing_dir, positive_float, positive_int, progress_verbose, use_first  # noqa: E402
+from bert4keras_ext.console import progress as progress_bar  # noqa: E402
+from bert4keras_ext.demo import build_vocab  # noqa: E402
+from bert4keras_ext.generation import CachedDecoder  # noqa: E402
+from bert4keras_ext.layers import Loss  # noqa: E402
+from bert4keras_ext.metrics import bleu, rouge_scores  # noqa: E402
+from bert4keras_ext.models import build_transformer_model  # noqa: E402
+from bert4keras_ext.snippets import DataGenerator, sequence_padding  # noqa: E402
+from bert4keras_ext.tokenizers import Tokenizer, load_vocab  # noqa: E402
 
 # ----------------------------------------------------------------------------------- generated data
 _SUBJECTS = ['华为公司', '小米集团', '北京大学', '清华大学', '中国女排', '国家电网', '中国银行', '阿里巴巴', '腾讯公司',
@@ -159,7 +165,8 @@ class AutoTitle:
 def evaluate(autotitle, data, topk=3, batch_size=32, progress=True):
     """Titles for every (title, content) of `data` → ({'rouge-1', 'rouge-2', 'rouge-l', 'bleu'}, titles)."""
     generated = []
-    with tqdm(total=len(data), desc='beam search (topk %d)' % topk, unit='text', disable=not progress) as bar:
+    # a bar on an interactive terminal only: piped output gets no \r redraws
+    with progress_bar(total=len(data), desc='beam search (topk %d)' % topk, unit='text', disable=not progress) as bar:
         for i in range(0, len(data), batch_size):
             chunk = [content for _, content in data[i:i + batch_size]]
             generated.extend(autotitle.generate_batch(chunk, topk))
@@ -185,21 +192,25 @@ def baselines(train, valid):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help='folder with train.tsv / valid.tsv (title<TAB>content)')
-    parser.add_argument('--checkpoint-dir', help='unpacked Google-format BERT release')
-    parser.add_argument('--epochs', type=int, help='training epochs (default 3 generated, 20 real)')
-    parser.add_argument('--num-train', type=int, help='training pairs (default 1200 generated)')
-    parser.add_argument('--num-valid', type=int, help='pairs scored (default 100 generated, 1000 real)')
-    parser.add_argument('--maxlen', type=int, help='tokens of content + title (default 72 generated, 256 real)')
-    parser.add_argument('--title-maxlen', type=int, help='longest generated title (default 16, 32 real)')
-    parser.add_argument('--topk', type=int, default=3, help='beam size')
-    parser.add_argument('--no-repeat-ngram-size', type=int, default=None,
+    parser.add_argument('--data-dir', type=existing_dir, help='folder with train.tsv / valid.tsv (title<TAB>content)')
+    parser.add_argument('--checkpoint-dir', type=existing_dir, help='unpacked Google-format BERT release')
+    parser.add_argument('--epochs', type=positive_int, help='training epochs (default 3 generated, 20 real)')
+    parser.add_argument('--num-train', type=positive_int,
+                        help='training pairs (default 1200 generated; a cap on --data-dir, default all)')
+    parser.add_argument('--num-valid', type=positive_int,
+                        help='pairs scored (default 100 generated; a cap on --data-dir, default 1000)')
+    parser.add_argument('--maxlen', type=positive_int, help='tokens of content + title (default 72 generated, 256 real)')
+    parser.add_argument('--title-maxlen', type=positive_int, help='longest generated title (default 16, 32 real)')
+    parser.add_argument('--topk', type=positive_int, default=3, help='beam size')
+    parser.add_argument('--no-repeat-ngram-size', type=positive_int, default=None,
                         help='forbid any n-gram twice in a title (off by default, as in bert4keras)')
-    parser.add_argument('--batch-size', type=int, help='training batch (default 32 generated, 16 real)')
-    parser.add_argument('--lr', type=float, help='Adam learning rate (default 3e-3 tiny model, 1e-5 real)')
+    parser.add_argument('--batch-size', type=positive_int, help='training batch (default 32 generated, 16 real)')
+    parser.add_argument('--lr', type=positive_float, help='Adam learning rate (default 3e-3 tiny model, 1e-5 real)')
     parser.add_argument('--work-dir', help='where the tiny checkpoint is written (default: a temp folder)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--verbose', type=int, default=1, help='0: no progress bars')
+    parser.add_argument('--verbose', type=int, choices=(0, 1, 2), default=1,
+                        help='0: quiet; 1: a decoding progress bar on a terminal; 2: also Keras fit progress '
+                             '(a bar on a terminal, a line per epoch when piped)')
     args = parser.parse_args(argv)
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
@@ -209,8 +220,10 @@ def main(argv=None):
         for name in ('train.tsv', 'valid.tsv'):
             if not os.path.isfile(os.path.join(args.data_dir, name)):
                 parser.error('--data-dir %s has no %s (title<TAB>content per line)' % (args.data_dir, name))
-        train = load_pairs(os.path.join(args.data_dir, 'train.tsv'), args.num_train)
-        valid = load_pairs(os.path.join(args.data_dir, 'valid.tsv'), args.num_valid or 1000)
+        train = use_first(load_pairs(os.path.join(args.data_dir, 'train.tsv')), args.num_train,
+                          'training pairs', '--num-train')
+        valid = use_first(load_pairs(os.path.join(args.data_dir, 'valid.tsv')), args.num_valid or 1000,
+                          'validation pairs', '--num-valid')
         source = args.data_dir
     else:
         train = generate_news(args.num_train or 1200, seed=args.seed)
@@ -222,6 +235,9 @@ def main(argv=None):
     epochs = args.epochs or (20 if real else 3)
     batch_size = args.batch_size or (16 if real else 32)
     lr = args.lr or (1e-5 if real else 3e-3)
+    if title_maxlen > maxlen - 3:  # [CLS] content [SEP] needs at least one content token
+        parser.error('--title-maxlen %d leaves no room for the content in --maxlen %d tokens'
+                     % (title_maxlen, maxlen))
     print('task: %s — %d train / %d valid (title, content) pairs, maxlen %d, titles ≤ %d tokens'
           % (source, len(train), len(valid), maxlen, title_maxlen))
 
@@ -233,6 +249,7 @@ def main(argv=None):
         paths = make_random_checkpoint(os.path.join(work_dir, 'tiny_bert'), vocab=vocab, seed=args.seed,
                                        hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=256, max_position_embeddings=max(64, maxlen + 8))
+        print('wrote a tiny random BERT checkpoint to %s' % paths['dir'])
     # a simplified vocabulary (no [unused*], no ##-continuations of CJK characters) → smaller softmax
     token_dict, keep_tokens = load_vocab(paths['vocab'], simplified=True,
                                          startswith=['[PAD]', '[UNK]', '[CLS]', '[SEP]'])
@@ -253,7 +270,7 @@ def main(argv=None):
     for epoch in range(epochs):
         # forfit() already shuffles (DataGenerator.sample); a dataset cannot be shuffled by Keras
         history = train_model.fit(train_generator.forfit(), steps_per_epoch=len(train_generator), epochs=1,
-                                  shuffle=False, verbose=1 if args.verbose > 1 else 0)
+                                  shuffle=False, verbose=progress_verbose(1) if args.verbose > 1 else 0)
         print('epoch %d/%d: loss %.4f; %s → %s'
               % (epoch + 1, epochs, history.history['loss'][-1], show[1][:40], autotitle.generate(show[1], args.topk)))
     train_seconds = time.perf_counter() - train_start

@@ -24,6 +24,13 @@ import time
 
 import numpy as np
 
+from bert4keras_ext.console import (
+    existing_dir, positive_float, positive_int, progress_verbose, quiet_tensorflow, use_first,
+)
+
+if __name__ == '__main__':  # run as a script: keep TensorFlow's C++ start-up logging off stderr
+    quiet_tensorflow()
+
 TYPES = ['PER', 'LOC', 'ORG']
 _PEOPLE = ['张伟', '王芳', '李娜', '刘洋', '陈静', '杨帆', '赵磊', '黄敏', '周杰', '吴昊', '徐丽', '孙强', '马超',
            '朱琳', '胡军', '郭峰', '林涛', '何雪', '高远', '罗兰', '欧阳明', '司马青', '诸葛亮亮']
@@ -136,15 +143,18 @@ def recognize(model, crf, token_ids, mappings, types, batch_size=64):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-dir', help="People's Daily NER folder (example.train / example.dev)")
-    parser.add_argument('--checkpoint-dir', help='folder with bert_config.json, bert_model.ckpt*, vocab.txt')
-    parser.add_argument('--epochs', type=int, help='training epochs (default 5 generated, 10 real)')
-    parser.add_argument('--num-train', type=int, help='training sentences (default 800 generated)')
-    parser.add_argument('--num-valid', type=int, help='evaluation sentences (default 300 generated)')
-    parser.add_argument('--maxlen', type=int, help='max tokens (default 40 generated, 256 real)')
-    parser.add_argument('--batch-size', type=int)
-    parser.add_argument('--lr', type=float, help='Adam learning rate (default 1e-3 tiny, 2e-5 real)')
-    parser.add_argument('--crf-lr-multiplier', type=float,
+    parser.add_argument('--data-dir', type=existing_dir, help="People's Daily NER folder (example.train / example.dev)")
+    parser.add_argument('--checkpoint-dir', type=existing_dir,
+                        help='folder with bert_config.json, bert_model.ckpt*, vocab.txt')
+    parser.add_argument('--epochs', type=positive_int, help='training epochs (default 5 generated, 10 real)')
+    parser.add_argument('--num-train', type=positive_int,
+                        help='training sentences (default 800 generated; a cap on --data-dir, default all)')
+    parser.add_argument('--num-valid', type=positive_int,
+                        help='evaluation sentences (default 300 generated; a cap on --data-dir, default all)')
+    parser.add_argument('--maxlen', type=positive_int, help='max tokens (default 40 generated, 256 real)')
+    parser.add_argument('--batch-size', type=positive_int, help='default 32 tiny, 16 real')
+    parser.add_argument('--lr', type=positive_float, help='Adam learning rate (default 1e-3 tiny, 2e-5 real)')
+    parser.add_argument('--crf-lr-multiplier', type=positive_float,
                         help='CRF transition lr multiplier (default 10 tiny, 1000 real as bert4keras)')
     parser.add_argument('--work-dir', help='where the tiny checkpoint is written (default: a temp folder)')
     parser.add_argument('--seed', type=int, default=0)
@@ -168,8 +178,10 @@ def main(argv=None):
         found = [pair for pair in names if os.path.isfile(os.path.join(args.data_dir, pair[0]))]
         if not found:
             parser.error('--data-dir %s has no example.train / example.dev (or train.txt / dev.txt)' % args.data_dir)
-        train = load_people_daily(os.path.join(args.data_dir, found[0][0]), args.num_train)
-        valid = load_people_daily(os.path.join(args.data_dir, found[0][1]), args.num_valid)
+        train = use_first(load_people_daily(os.path.join(args.data_dir, found[0][0])), args.num_train,
+                          'training sentences of %s' % found[0][0], '--num-train')
+        valid = use_first(load_people_daily(os.path.join(args.data_dir, found[0][1])), args.num_valid,
+                          'evaluation sentences of %s' % found[0][1], '--num-valid')
         types = sorted({kind for _, entities in train for _, _, kind in entities})
         source = args.data_dir
     else:
@@ -196,6 +208,7 @@ def main(argv=None):
                                        vocab=build_vocab(text for text, _ in train + valid), seed=args.seed,
                                        hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=256, max_position_embeddings=max(64, maxlen))
+        print('wrote a tiny random BERT checkpoint to %s' % paths['dir'])
         config_path, checkpoint_path, vocab_path = paths['config'], paths['checkpoint'], paths['vocab']
     tokenizer = Tokenizer(vocab_path, do_lower_case=True)
     train_ids, train_tags, _, _ = encode_dataset(tokenizer, train, maxlen, types)
@@ -223,7 +236,7 @@ def main(argv=None):
 
     evaluator = Evaluator()
     model.fit([train_ids, np.zeros_like(train_ids)], train_tags, batch_size=batch_size, epochs=epochs,
-              verbose=0 if args.quiet else 1, callbacks=[evaluator])
+              verbose=0 if args.quiet else progress_verbose(1), callbacks=[evaluator])
     model.set_weights(evaluator.best_weights)
     predictions, scores = evaluator.best
     elapsed = time.perf_counter() - start
