@@ -17,8 +17,8 @@ examples call (task_relation_extraction: ``bert.model.layers[-2].get_output_at(-
 
 * ``layer.get_output_at(node_index)`` / ``layer.get_input_at(node_index)`` — the output (input) tensors of
   the layer's `node_index`-th call in a functional graph, a single tensor or a list, as in Keras 2. They read
-  Keras 3's private ``Layer._inbound_nodes`` (checked on Keras 3.15); tests/test_compat_backend.py fails
-  loudly if that attribute disappears.
+  Keras 3's private ``Layer._inbound_nodes`` (through `bert4keras_ext._tf_private`, checked on Keras 3.15);
+  tests/test_tf_private.py fails loudly if that attribute disappears.
 
 And Keras 2 accepted nested Python lists as data, which bert4keras scripts pass straight to the model
 (``model.predict([[token_ids], [segment_ids]])`` in its word-segmentation example); Keras 3 refuses them
@@ -29,13 +29,15 @@ first, one per model input, as Keras 2 did. And `predict` without `verbose` is s
 per generated token); pass `verbose=1` for the bar. Every other argument passes through untouched.
 
 Nothing else in Keras changes; `install()` runs on import of `bert4keras_ext.backend` and is idempotent,
-`uninstall()` removes both attributes. This module imports only Keras (no package module), so it cannot
-take part in an import cycle. Tested in ``tests/test_compat_backend.py``.
+`uninstall()` removes both attributes. This module imports only Keras and `_tf_private` (which imports no
+package module), so it cannot take part in an import cycle. Tested in ``tests/test_compat_backend.py``.
 """
 import functools
 
 import keras
 import numpy as np
+
+from bert4keras_ext import _tf_private
 
 __all__ = [
     'Keras2APIError', 'MissingKeras2Attribute', 'ADVERSARIAL_REPLACEMENT', 'GRADIENTS_REPLACEMENT',
@@ -101,10 +103,10 @@ setattr(_total_loss.fget, _MARK, True)
 
 
 def _node_tensors(layer, node_index, attribute):
-    nodes = getattr(layer, '_inbound_nodes', None)  # private in Keras 3 (checked on 3.15)
+    nodes = _tf_private.inbound_nodes(layer)  # private in Keras 3 (checked on 3.15)
     if nodes is None:
         raise RuntimeError('this Keras version has no Layer._inbound_nodes; get_output_at / get_input_at '
-                           'need updating in bert4keras_ext._keras_compat')
+                           'need updating in bert4keras_ext._tf_private.inbound_nodes')
     if not nodes:
         raise ValueError('layer %r has not been called on a symbolic input, so it has no node %r'
                          % (layer.name, node_index))
@@ -178,14 +180,9 @@ def current_training_flag():
 
     Keras 2 had a global learning phase (`K.learning_phase()`, `K.in_train_phase`); Keras 3 passes
     `training` down the layer calls and keeps it in the call context, which it stores in a private global
-    (`keras.src.backend.common.global_state`, attribute "current_call_ctx", checked on Keras 3.15).
+    (read by `bert4keras_ext._tf_private.current_call_argument`, checked on Keras 3.15).
     """
-    from keras.src.backend.common import global_state
-    context = global_state.get_global_attribute('current_call_ctx')
-    if context is None:
-        return None
-    get_value = getattr(context, 'get_value', None)
-    return get_value('training') if get_value is not None else getattr(context, 'training', None)
+    return _tf_private.current_call_argument('training')
 
 
 def _ours(value):

@@ -40,6 +40,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from bert4keras_ext import _tf_private
 from bert4keras_ext.backend import keras
 
 __all__ = [
@@ -159,8 +160,9 @@ class AdversarialModel:
         return settings
 
     def _loss(self, x, y, y_pred, sample_weight, training):
-        if hasattr(self, '_compute_loss'):  # Keras' wrapper that tolerates compute_loss without `training`
-            return self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        compute_loss = _tf_private.model_compute_loss(self)  # tolerates compute_loss without `training`
+        if compute_loss is not None:
+            return compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
 
     def _scale(self, loss):
@@ -243,7 +245,7 @@ class AdversarialModel:
             loss, y, y_pred, gradients = self._gradient_penalty_step(settings, embeddings, x, y, sample_weight)
         else:
             loss, y, y_pred, gradients = self._vat_step(settings, embeddings, x, sample_weight)
-        tracker = getattr(self, '_loss_tracker', None)
+        tracker = _tf_private.model_loss_tracker(self)
         if tracker is not None:
             # per-replica losses are divided by the replica count for summing; report the global mean
             replicas = tf.distribute.get_strategy().num_replicas_in_sync

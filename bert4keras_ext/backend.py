@@ -33,6 +33,7 @@ if int(keras.__version__.split('.')[0]) < 3:  # pragma: no cover
 from keras import ops
 
 from bert4keras_ext import _keras_compat
+from bert4keras_ext import _tf_private
 from bert4keras_ext import backend_functions as _functions
 from bert4keras_ext import graph_utils as _graph_utils
 from bert4keras_ext._keras_compat import GRADIENTS_REPLACEMENT, Keras2APIError
@@ -153,11 +154,7 @@ def onednn_enabled():
     """
     if keras.backend.backend() != 'tensorflow':
         return None
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # pragma: no cover - private module moved in a future TensorFlow
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())
+    return _tf_private.mkl_enabled()  # None when a future TensorFlow moved its private module
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ much as a quarter of a step).
 """
 import numpy as np
 
+from bert4keras_ext import _tf_private
 from bert4keras_ext.backend import keras, ops
 from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, sample_rows
 from bert4keras_ext.decoding_args import (
@@ -342,10 +343,9 @@ class IncrementalModel:
             concrete = self._step.get_concrete_function(*args)
             expected = concrete(*args)
             flat_ok = False
-            call_flat = getattr(concrete, '_call_flat', None)
-            if call_flat is not None:
+            if _tf_private.has_concrete_flat_call(concrete):
                 try:
-                    got = call_flat(tf.nest.flatten(args), concrete.captured_inputs)
+                    got = _tf_private.call_concrete_flat(concrete, args)
                     flat_ok = (tf.nest.map_structure(lambda t: t.shape, got)
                                == tf.nest.map_structure(lambda t: t.shape, expected)) and \
                         np.array_equal(np.asarray(got[0]), np.asarray(expected[0]))
@@ -355,7 +355,7 @@ class IncrementalModel:
             return expected
         concrete, flat_ok = entry
         if flat_ok:
-            return concrete._call_flat(tf.nest.flatten(args), concrete.captured_inputs)
+            return _tf_private.call_concrete_flat(concrete, args)
         return concrete(*args)
 
 

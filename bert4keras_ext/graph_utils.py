@@ -15,6 +15,7 @@ import functools
 
 import keras
 
+from bert4keras_ext import _tf_private
 from bert4keras_ext._keras_compat import ADVERSARIAL_REPLACEMENT, Keras2APIError
 
 __all__ = ['is_tf_keras', 'get_available_gpus', 'search_layer', 'symbolic', 'graph_mode_decorator', 'recompute_grad']
@@ -36,19 +37,20 @@ def get_available_gpus():
 def _graph_parents(item):
     """(layer, [layers feeding it]) for a symbolic tensor or a layer of a functional graph.
 
-    The one place that reads Keras' private graph attributes; checked on Keras 3.15.1 (the same since
-    Keras 3.0): a KerasTensor produced by a layer call has ``_keras_history = (operation, node_index,
-    tensor_index)``; every operation keeps its calls in ``_inbound_nodes`` (Node objects), and a Node's
-    public ``parent_nodes`` are the nodes whose outputs it consumed. For a tensor, only the call that made
+    The one place that reads Keras' private graph attributes (through `bert4keras_ext._tf_private`);
+    checked on Keras 3.15.1 (the same since Keras 3.0): a KerasTensor produced by a layer call has
+    ``_keras_history = (operation, node_index, tensor_index)``; every operation keeps its calls in
+    ``_inbound_nodes`` (Node objects), and a Node's public ``parent_nodes`` are the nodes whose outputs it
+    consumed. For a tensor, only the call that made
     it is followed; for a layer, all its calls.
     """
-    history = getattr(item, '_keras_history', None)
+    history = _tf_private.keras_history(item)
     if history is not None:
         layer = history[0]
-        nodes = [layer._inbound_nodes[history[1]]]
+        nodes = [_tf_private.inbound_nodes(layer)[history[1]]]
     else:
         layer = item
-        nodes = list(getattr(item, '_inbound_nodes', []))
+        nodes = list(_tf_private.inbound_nodes(item) or [])
     parents = []
     for node in nodes:
         for parent in node.parent_nodes:
@@ -85,7 +87,7 @@ def search_layer(inputs, name, exclude_from=None):
         if inputs.name == name:
             return inputs
         return _find_in_model(inputs, name)
-    if not isinstance(inputs, (keras.layers.Layer, keras.KerasTensor)) and not hasattr(inputs, '_keras_history'):
+    if not isinstance(inputs, (keras.layers.Layer, keras.KerasTensor)) and not _tf_private.has_keras_history(inputs):
         if hasattr(inputs, 'shape') and hasattr(inputs, 'dtype'):
             raise Keras2APIError(
                 'search_layer(inputs, name): inputs is a concrete tensor (%s), not a symbolic tensor of a '

@@ -85,6 +85,7 @@ import inspect
 import re
 import warnings
 
+from bert4keras_ext import _tf_private
 from bert4keras_ext.backend import keras, ops, piecewise_linear
 from bert4keras_ext.backend import is_tf_keras, root_mean_square as rms
 from bert4keras_ext.misc import insert_arguments, is_one_of
@@ -182,7 +183,7 @@ class Adam(keras.optimizers.Optimizer):
         self._momentums, self._velocities = self.add_optimizer_variables(var_list, ['m', 'v'])
 
     def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+        index = _tf_private.optimizer_variable_index(self, variable)
         m, v = self._momentums[index], self._velocities[index]
         if self._can_fuse():
             return self._fused_update(gradient, variable, m, v, learning_rate)
@@ -329,9 +330,7 @@ class DerivedOptimizer:
         finally:
             state.recording = False
         # Keras' own per-variable buffers are not optimizer state that lazy rows should freeze.
-        keras_buffers = {id(v) for v in (getattr(self, '_accumulated_gradients', None) or []) if v is not None}
-        keras_buffers |= {id(v) for v in (getattr(self, '_model_variables_moving_average', None) or [])
-                          if v is not None}
+        keras_buffers = {id(v) for v in _tf_private.optimizer_keras_buffers(self)}
         state.settings = []
         for variable in var_list:
             settings = _VariableSettings(_variable_path(variable))
@@ -372,7 +371,7 @@ class DerivedOptimizer:
 
     # ----------------------------------------------------------------------------- one update
     def update_step(self, gradient, variable, learning_rate):
-        settings = self._derived_state().settings[self._get_variable_index(variable)]
+        settings = self._derived_state().settings[_tf_private.optimizer_variable_index(self, variable)]
         stages, lookahead = settings.stages, settings.slow is not None
         if not (stages or lookahead or settings.ema is not None):
             return super().update_step(gradient, variable, learning_rate)
@@ -733,7 +732,7 @@ def extend_with_exponential_moving_average(BaseOptimizer, name=None):
             steps = int(ops.convert_to_numpy(self.iterations))
             if bias_correction and steps == 0:
                 raise RuntimeError('apply_ema_weights: no update has been made yet, so there is no average')
-            variables = list(self._trainable_variables)
+            variables = list(_tf_private.optimizer_trainable_variables(self))
             state.backup = [ops.convert_to_numpy(v) for v in variables]
             scale = 1.0 - self.ema_momentum ** steps if bias_correction else 1.0
             for variable, settings in zip(variables, state.settings):
@@ -745,7 +744,7 @@ def extend_with_exponential_moving_average(BaseOptimizer, name=None):
             state = self._derived_state()
             if state.backup is None:
                 raise RuntimeError('reset_old_weights: call apply_ema_weights first')
-            for variable, value in zip(self._trainable_variables, state.backup):
+            for variable, value in zip(_tf_private.optimizer_trainable_variables(self), state.backup):
                 variable.assign(value)
             state.backup = None
 

@@ -14,6 +14,7 @@ This module imports only the backend (the optimizers facade re-exports it at its
 """
 import numpy as np
 
+from bert4keras_ext import _tf_private
 from bert4keras_ext.backend import keras, ops
 
 __all__ = ['AdaFactorBase', 'AdaFactor', 'AdaFactorV1', 'AdaFactorV2', 'Lion', 'LionV2']
@@ -186,7 +187,7 @@ class AdaFactorBase(keras.optimizers.Optimizer):
                 self._vc.append(self.add_variable(shape2, dtype=variable.dtype, name=prefix + '_vc'))
 
     def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+        index = _tf_private.optimizer_variable_index(self, variable)
         dtype = variable.dtype
         gradient = ops.cast(_dense(gradient), dtype)
         lr = ops.cast(learning_rate, dtype)
@@ -274,7 +275,7 @@ class Lion(keras.optimizers.Optimizer):
         self._momentums = [self.add_variable_from_reference(variable, 'm') for variable in var_list]
 
     def update_step(self, gradient, variable, learning_rate):
-        m = self._momentums[self._get_variable_index(variable)]
+        m = self._momentums[_tf_private.optimizer_variable_index(self, variable)]
         dtype = variable.dtype
         gradient = ops.cast(_dense(gradient), dtype)
         beta_1, beta_2 = _constant(self.beta_1, dtype), _constant(self.beta_2, dtype)
