@@ -19,7 +19,7 @@ def main(argv=None):
         from bert4keras_ext.demo import main as demo_main
         return demo_main(rest)
     if command == 'checkpoints':
-        from bert4keras_ext.checkpoints import main as checkpoints_main
+        from bert4keras_ext.manifest import main as checkpoints_main
         return checkpoints_main(rest, prog='python -m bert4keras_ext checkpoints')
     print("unknown command %r; expected 'demo' or 'checkpoints' (see --help)" % command, file=sys.stderr)
     return 2

@@ -38,6 +38,10 @@ from bert4keras_ext import backend_functions as _functions
 from bert4keras_ext import graph_utils as _graph_utils
 from bert4keras_ext._keras_compat import GRADIENTS_REPLACEMENT, Keras2APIError
 from bert4keras_ext.keras2_backend import FUNCTIONS as _keras2_functions
+# bert4keras keeps the multi-label losses in backend (they live in multilabel.py, below heads/losses)
+from bert4keras_ext.multilabel import (  # noqa: F401 - re-exported
+    multilabel_categorical_crossentropy, sparse_multilabel_categorical_crossentropy,
+)
 from bert4keras_ext.backend_functions import (  # noqa: F401 - re-exported (bert4keras' backend names)
     Sinusoidal, align, apply_rotary_position_embeddings, attention_normalize, batch_gather,
     divisible_temporal_padding, dtype, flatten, leaky_relu, mask_value, pool1d, reshape, root_mean_square,
@@ -297,11 +301,6 @@ vars(K).update(_keras2_functions)
 
 
 def __getattr__(name):
-    # bert4keras keeps the multilabel losses in backend; they live in losses.py here (imported lazily:
-    # losses → heads → backend would otherwise be an import cycle).
-    if name in ('multilabel_categorical_crossentropy', 'sparse_multilabel_categorical_crossentropy'):
-        from bert4keras_ext import losses
-        return getattr(losses, name)
     if name == 'custom_objects':  # holds the multilabel loss too, so it is built on first use
         return _custom_objects()
     raise AttributeError('module %r has no attribute %r' % (__name__, name))
@@ -315,7 +314,6 @@ def _custom_objects():
     ``keras.saving.load_model(path, custom_objects=custom_objects)``. Not registered globally as bert4keras
     did: Keras 3 has its own 'gelu', 'swish' and 'leaky_relu', and this package registers its objects."""
     if not _CUSTOM_OBJECTS:
-        from bert4keras_ext.losses import multilabel_categorical_crossentropy
         _CUSTOM_OBJECTS.update({
             'gelu_erf': gelu_erf,
             'gelu_tanh': gelu_tanh,

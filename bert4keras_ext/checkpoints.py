@@ -371,26 +371,6 @@ def make_random_checkpoint(out_dir, model='bert', vocab=None, seed=0, initialize
     return {'config': config_path, 'checkpoint': prefix, 'vocab': vocab_path, 'dir': out_dir}
 
 
-def main(argv=None, prog='python -m bert4keras_ext.checkpoints'):
-    """`python -m bert4keras_ext.checkpoints {list,download,verify,sha256} ...`; returns the exit code.
-
-    `verify` loads TensorFlow at once, so for it TensorFlow's C++ start-up logging is kept off stderr here
-    (`console.quiet_tensorflow`); `download` does the same once the archive is in, before verifying it;
-    `list`, `sha256` and bad options do not load TensorFlow at all.
-    """
-    import sys
-
-    from bert4keras_ext.manifest import build_parser, cli
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args, _ = build_parser(prog).parse_known_args(argv)
-    except SystemExit:  # a usage error or --help: cli() below reports it
-        args = None
-    if args is not None and args.command == 'verify':
-        from bert4keras_ext.console import quiet_tensorflow
-        quiet_tensorflow()
-    return cli(argv, prog=prog)
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())
+if __name__ == '__main__':  # the CLI lives in manifest.py (which imports this module)
+    from bert4keras_ext.manifest import main
+    raise SystemExit(main(prog='python -m bert4keras_ext.checkpoints'))

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from bert4keras_ext.backend import keras, mask_value, ops, sinusoidal_embeddings
+from bert4keras_ext.multilabel import _executing_eagerly, _is_concrete, check_labels_in_range  # noqa: F401
 from bert4keras_ext.viterbi import viterbi_decode
 
 __all__ = [
@@ -45,55 +46,6 @@ def _split_inputs(inputs, mask):
             raise ValueError('expected an input x or [x, mask], got %d inputs' % len(inputs))
         return inputs[0], inputs[1]
     return inputs, mask
-
-
-def _is_concrete(x):
-    return isinstance(x, np.ndarray) or (hasattr(x, 'numpy') and not isinstance(x, keras.KerasTensor)
-                                         and _executing_eagerly())
-
-
-def _executing_eagerly():
-    if keras.backend.backend() != 'tensorflow':
-        return True
-    import tensorflow as tf
-    return tf.executing_eagerly()
-
-
-def check_labels_in_range(labels, num_classes, name, valid=None):
-    """Fail clearly when integer labels fall outside [0, num_classes).
-
-    Eager/numpy values raise ValueError here; inside a traced TensorFlow function (any batch or
-    sequence length unknown) an assertion op carries the same message and fails at run time (XLA-
-    compiled steps drop assertions, where an out-of-range label then silently contributes nothing).
-    `num_classes` is an int, or a scalar tensor in a graph (e.g. an unknown sequence length).
-    `valid` (same shape, bool) limits the check to real positions.
-    Returns `labels` (with the assertion attached in graph mode).
-    """
-    if not isinstance(num_classes, (int, np.integer)) and _is_concrete(num_classes):
-        num_classes = int(num_classes)
-    static = isinstance(num_classes, (int, np.integer))
-    if static and _is_concrete(labels) and (valid is None or _is_concrete(valid)):
-        values = np.asarray(labels)
-        if valid is not None:
-            values = values[np.asarray(valid).astype(bool)]
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            bad = values[(values < 0) | (values >= num_classes)]
-            raise ValueError('%s: labels must be in 0..%d, found %s' % (name, num_classes - 1,
-                                                                      sorted(set(bad.tolist()))[:10]))
-        return labels
-    if keras.backend.backend() == 'tensorflow':
-        import tensorflow as tf
-        checked = labels if valid is None else ops.where(ops.cast(valid, 'bool'), labels, 0)
-        if static:
-            message = '%s: labels must be in 0..%d' % (name, num_classes - 1)
-        else:
-            message = ('%s: labels must be in [0, n), n (known at run time) the size of the axis they index'
-                       % name)
-        asserts = [tf.debugging.assert_greater_equal(checked, tf.cast(0, checked.dtype), message=message),
-                   tf.debugging.assert_less(checked, tf.cast(num_classes, checked.dtype), message=message)]
-        with tf.control_dependencies(asserts):
-            return tf.identity(labels)
-    return labels
 
 
 def apply_rotary_position_embeddings(x, seq_axis=1):

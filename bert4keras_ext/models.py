@@ -23,7 +23,8 @@ from bert4keras_ext.layers import (
     PositionEmbedding,
 )
 
-__all__ = ['Transformer', 'BERT', 'build_transformer_model', 'MODELS', 'APPLICATIONS']
+__all__ = ['Transformer', 'BERT', 'build_transformer_model', 'MODELS', 'APPLICATIONS',
+           'extend_with_language_model', 'extend_with_unified_language_model']
 
 
 class Transformer:
@@ -672,6 +673,51 @@ _REQUIRED_CONFIG = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_atten
                     'max_position')
 
 
+# bert4keras' way of adding an application to a model class (build_transformer_model's `application=`
+# does the same with the mixins above)
+def _model_class(BaseModel):
+    """`BaseModel` as a Transformer subclass (a model name such as 'bert' is accepted too)."""
+    if isinstance(BaseModel, str):
+        if BaseModel.lower() not in MODELS:
+            raise ValueError('unknown model %r; expected one of %s or a Transformer subclass'
+                             % (BaseModel, sorted(MODELS)))
+        return MODELS[BaseModel.lower()]
+    if not (isinstance(BaseModel, type) and issubclass(BaseModel, Transformer)):
+        raise TypeError('BaseModel must be a Transformer subclass (e.g. bert4keras_ext.models.BERT), got %r'
+                        % (BaseModel,))
+    return BaseModel
+
+
+def _with_mask(BaseModel, mask_name, class_name, doc):
+    base = _model_class(BaseModel)
+    mixin = {'LM_Mask': LM_Mask, 'UniLM_Mask': UniLM_Mask}[mask_name]
+
+    class Extended(mixin, base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # a language model predicts tokens: the MLM head is on unless the caller chose one
+            self.with_mlm = getattr(self, 'with_mlm', False) or True
+
+    Extended.__name__ = Extended.__qualname__ = class_name
+    Extended.__doc__ = doc
+    return Extended
+
+
+def extend_with_language_model(BaseModel):
+    """A subclass of `BaseModel` (a Transformer class, e.g. `BERT`) with a lower-triangular attention mask
+    (unidirectional language model) and ``with_mlm=True`` unless given; pass it as
+    ``build_transformer_model(..., model=extend_with_language_model(BERT))``."""
+    return _with_mask(BaseModel, 'LM_Mask', 'LanguageModel',
+                      'Transformer with a causal attention mask (language model).')
+
+
+def extend_with_unified_language_model(BaseModel):
+    """A subclass of `BaseModel` with the UniLM seq2seq attention mask (segment 0 bidirectional, segment 1
+    causal; arxiv.org/abs/1905.03197) and ``with_mlm=True`` unless given."""
+    return _with_mask(BaseModel, 'UniLM_Mask', 'UnifiedLanguageModel',
+                      'Transformer with the UniLM attention mask (seq2seq).')
+
+
 # bert4keras passes these to Transformer.build(), not to the constructor
 _BUILD_ARGUMENTS = ('attention_caches', 'layer_norm_cond', 'layer_norm_cond_hidden_size',
                     'layer_norm_cond_hidden_act', 'additional_input_layers')
@@ -779,8 +825,8 @@ from bert4keras_ext.layers import (  # noqa: E402,F401
     integerize_shape, recompute_grad, sequence_masking, sinusoidal_embeddings,
 )
 from bert4keras_ext.models_compat import (  # noqa: E402,F401
-    data_parallel, delete_arguments, extend_with_language_model, extend_with_unified_language_model,
-    get_available_gpus, insert_arguments, is_string, orthogonally_resize, string_matching,
+    data_parallel, delete_arguments, get_available_gpus, insert_arguments, is_string, orthogonally_resize,
+    string_matching,
 )
 
 __all__ += ['ALBERT', 'ALBERT_Unshared', 'LM_Mask', 'UniLM_Mask', 'Embedding', 'FeedForward', 'LayerNormalization',
@@ -789,5 +835,5 @@ __all__ += ['ALBERT', 'ALBERT_Unshared', 'LM_Mask', 'UniLM_Mask', 'Embedding', '
             'GlobalPointer', 'Layer', 'Loss', 'MaximumEntropyMarkovModel', 'RelativePositionEmbedding', 'ScaleOffset',
             'SinusoidalPositionEmbedding', 'align', 'apply_rotary_position_embeddings', 'attention_normalize',
             'integerize_shape', 'recompute_grad', 'sequence_masking', 'sinusoidal_embeddings', 'data_parallel',
-            'delete_arguments', 'extend_with_language_model', 'extend_with_unified_language_model',
+            'delete_arguments',
             'get_available_gpus', 'insert_arguments', 'is_string', 'orthogonally_resize', 'string_matching']

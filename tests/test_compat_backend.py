@@ -10,7 +10,7 @@ import tensorflow as tf
 from bert4keras_ext import _keras_compat
 from bert4keras_ext import backend as B
 from bert4keras_ext.backend import K, keras, ops
-from bert4keras_ext.models_compat import (
+from bert4keras_ext.models import (  # bert4keras imports these from models
     data_parallel, delete_arguments, extend_with_language_model, extend_with_unified_language_model,
     insert_arguments, is_string, orthogonally_resize, string_matching,
 )
