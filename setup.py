@@ -33,7 +33,7 @@ setup(
         'tqdm',
     ],
     extras_require={
-        'test': ['pytest', 'jieba'],  # jieba: so the suite covers WoBERT
+        'test': ['pytest', 'jieba', 'sympy'],  # jieba: the suite covers WoBERT; sympy: the ape210k example port
         'wobert': ['jieba'],
     },
     entry_points={

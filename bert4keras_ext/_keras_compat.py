@@ -166,10 +166,34 @@ def _accepting_lists(method):
                 kwargs['y'] = _lists_to_arrays(self, kwargs['y'], 'outputs')
         elif method.__name__ == 'predict' and 'verbose' not in kwargs and len(args) < 2:  # (x, batch_size, verbose)
             kwargs['verbose'] = 0  # Keras 2's default: decoding loops call predict once per token
-        return method(self, _lists_to_arrays(self, x), *args, **kwargs)
+        try:
+            return method(self, _lists_to_arrays(self, x), *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - only our own input checks are re-raised, the rest as is
+            clear = _input_check_failure(error, method.__name__)
+            if clear is None:
+                raise
+            raise clear from error
     setattr(wrapper, _MARK, True)
     wrapper.__wrapped_keras_method__ = method
     return wrapper
+
+
+# Messages of the package's own in-graph input checks (ids entering an embedding, label ranges).
+_INPUT_CHECK_MARKERS = (' expects ids in [', ': labels must be in ')
+
+
+def _input_check_failure(error, method_name):
+    """A ValueError with the message of one of the package's input checks that failed inside a compiled
+    `fit` / `predict` step, or None. TensorFlow reports a failed assertion as an InvalidArgumentError that
+    starts with ~50 lines of node trace; the message the user needs is the assertion's, so it goes first."""
+    text = str(error)
+    if type(error).__name__ != 'InvalidArgumentError' or 'assertion failed: [' not in text:
+        return None
+    message = text.split('assertion failed: [', 1)[1]
+    message = message.split('] [', 1)[0].split(']\n', 1)[0].rstrip(']').replace("\\'", "'")
+    if not any(marker in message for marker in _INPUT_CHECK_MARKERS):
+        return None
+    return ValueError('%s (found by %s; TensorFlow\'s report follows as the cause)' % (message, method_name))
 
 
 _DATA_METHODS = ('predict', 'fit', 'evaluate', 'predict_on_batch', 'train_on_batch', 'test_on_batch')

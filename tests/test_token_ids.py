@@ -38,13 +38,24 @@ def test_eager_call_rejects_bad_segment_ids(bert):
 
 @pytest.mark.parametrize('bad, fragment', [(-7, 'got a negative id'), ('vocab', 'got an id >= '),
                                            (2.5, 'got a non-integer id')])
-def test_predict_rejects_bad_ids_with_the_same_message(bert, bad, fragment):
+def test_predict_rejects_bad_ids_with_the_message_first(bert, bad, fragment):
+    """Inside compiled predict the check is an assertion; its message leads the error, not TF's node trace."""
     bad = vocab_size(bert) if bad == 'vocab' else bad
-    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+    with pytest.raises(ValueError) as err:
         bert.predict([np.array([[2, bad, 3]], dtype='float32'), np.zeros((1, 3))], verbose=0)
-    message = str(err.value)  # TensorFlow escapes the quotes around the layer name
-    assert 'Embedding-Token' in message
-    assert 'expects ids in [0, %d) (whole numbers), %s' % (vocab_size(bert), fragment) in message
+    message = str(err.value)
+    assert message.startswith("layer 'Embedding-Token' expects ids in [0, %d) (whole numbers), %s"
+                              % (vocab_size(bert), fragment)), message
+    assert 'found by predict' in message
+    assert isinstance(err.value.__cause__, tf.errors.InvalidArgumentError)  # TensorFlow's report kept
+
+
+def test_fit_rejects_bad_segment_ids_with_the_message_first(bert):
+    model = bert
+    model.compile(loss='mse')
+    with pytest.raises(ValueError, match="^layer 'Embedding-Segment' expects ids in \\[0, 2\\)"):
+        model.fit([np.array([[2, 5, 3]]), np.array([[0, 3, 0]])], np.zeros((1, 3, model.output.shape[-1])),
+                  verbose=0)
 
 
 def test_valid_ids_give_the_same_output_as_int_ids(bert):
