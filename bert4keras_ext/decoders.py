@@ -367,6 +367,10 @@ class AutoRegressiveDecoder(object):
             return {k: AutoRegressiveDecoder._reorder_states(v, rows) for k, v in states.items()}
         if hasattr(states, 'reorder'):
             return states.reorder(rows)
+        if np.ndim(states) == 0:
+            # a per-search value, not one per row (bert4keras' reading-comprehension example counts
+            # steps in `states`): bert4keras passes states through untouched, so a scalar is kept
+            return states
         return np.asarray(states)[rows]
 
     @staticmethod

@@ -472,16 +472,17 @@ class Tokenizer(TokenizerBase):
             that the vocabulary lacks is still added, as bert4keras does, and ``encode`` gives it
             the ``[UNK]`` id (a warning says so; its ``_token_start_id`` / ``_token_end_id`` is
             ``None``): pass ``None`` to add nothing instead.
-        token_unk, token_pad, token_mask: special tokens; ``token_unk`` must be in the vocabulary,
-            pad and mask are optional (their ``_id`` attribute is then ``None`` when absent).
+        token_unk, token_pad, token_mask: special tokens, each optional in the vocabulary (its
+            ``_id`` attribute is then ``None``). Without an unk id, a token the vocabulary lacks
+            raises ``ValueError`` until the script sets ``tokenizer._token_unk_id`` (as bert4keras
+            scripts with hand-made vocabularies do, e.g. ``tokenizer._token_unk_id = 0``).
         word_maxlen: words longer than this many characters become ``[UNK]`` (Google's
             ``max_input_chars_per_word``; 200 as in Google's code and bert4keras, HF uses 100).
         token_translate: optional ``{token: token}`` applied to word pieces after tokenizing.
 
     Raises:
         FileNotFoundError: the vocabulary path does not exist.
-        ValueError: the unk token is missing from the vocabulary, or the vocabulary file is not
-            valid in its encoding (the message names the line).
+        ValueError: the vocabulary file is not valid in its encoding (the message names the line).
     """
 
     # entries per word cache before it is cleared (bounds memory on endless streams of new words)
@@ -525,9 +526,6 @@ class Tokenizer(TokenizerBase):
         self._token_mask = token_mask
         if token_unk is None:
             raise ValueError('Tokenizer: token_unk is required (words WordPiece cannot cover)')
-        if token_unk not in token_dict:
-            raise ValueError('Tokenizer: the vocabulary has no unk token %r (pass token_unk=... to '
-                             'use another token)' % (token_unk,))
         for name in ('start', 'end', 'unk', 'pad', 'mask'):
             token = getattr(self, '_token_%s' % name)
             setattr(self, '_token_%s_id' % name, token_dict.get(token) if token else None)
@@ -536,9 +534,10 @@ class Tokenizer(TokenizerBase):
             if token is not None and token not in token_dict:
                 warnings.warn(
                     'Tokenizer: the vocabulary has no %s token %r; as in bert4keras, tokenize() '
-                    'still adds it and encode() gives it the %s id %d. Pass token_%s=None to add '
+                    'still adds it and encode() gives it the %s id (%s). Pass token_%s=None to add '
                     'nothing, or token_%s=<a vocabulary token>.'
-                    % (name, token, token_unk, self._token_unk_id, name, name),
+                    % (name, token, token_unk, 'not set: the vocabulary has no %s' % token_unk
+                       if self._token_unk_id is None else self._token_unk_id, name, name),
                     stacklevel=2,
                 )
 
@@ -621,7 +620,17 @@ class Tokenizer(TokenizerBase):
 
     def _compute_piece_ids(self, word):
         get, unk = self._token_dict.get, self._token_unk_id
-        return tuple([get(p, unk) for p in self._pieces[word]])
+        ids = tuple([get(p, unk) for p in self._pieces[word]])
+        if unk is None and None in ids:
+            self._raise_no_unk(word)
+        return ids
+
+    def _raise_no_unk(self, token):
+        # bert4keras leaves `_token_unk_id` unset for such vocabularies (an AttributeError here)
+        raise ValueError(
+            'Tokenizer: %r is not in the vocabulary, which has no unk token %r: set '
+            'tokenizer._token_unk_id = <an id> (as bert4keras scripts do), or pass token_unk=<a '
+            'vocabulary token>' % (token, self._token_unk))
 
     # -- tokenization ------------------------------------------------------------------------------
 
@@ -805,12 +814,18 @@ class Tokenizer(TokenizerBase):
 
     def token_to_id(self, token):
         """Id of ``token``; unknown tokens give the ``[UNK]`` id."""
-        return self._token_dict.get(token, self._token_unk_id)
+        i = self._token_dict.get(token, self._token_unk_id)
+        if i is None:
+            self._raise_no_unk(token)
+        return i
 
     def tokens_to_ids(self, tokens):
         """List of ids for a list of tokens."""
         get, unk = self._token_dict.get, self._token_unk_id
-        return [get(token, unk) for token in tokens]
+        ids = [get(token, unk) for token in tokens]
+        if unk is None and None in ids:
+            self._raise_no_unk(tokens[ids.index(None)])
+        return ids
 
     def id_to_token(self, i):
         """Token of id ``i`` (KeyError for an id that is not in the vocabulary)."""

@@ -777,8 +777,9 @@ def test_error_missing_special_tokens(tmp_path):
     # a missing start/end token is accepted as in bert4keras (encoded as [UNK]), with a warning
     with pytest.warns(UserWarning, match=r"end token '\[SEP\]'"):
         assert Tokenizer(vocab).encode('a')[0] == [2, 3, 1]
+    # no [UNK]: built as in bert4keras (whose chess example then sets _token_unk_id); an unknown token errors
     with pytest.raises(ValueError, match=r"unk token '\[UNK\]'"):
-        Tokenizer({'[CLS]': 0, '[SEP]': 1})
+        Tokenizer({'[CLS]': 0, '[SEP]': 1}).encode('x')
     # None disables a special token; a missing pad/mask is fine (id None)
     tok = Tokenizer(vocab, token_end=None)
     assert tok._token_mask_id is None and tok.tokenize('a') == ['[CLS]', 'a']

@@ -118,8 +118,9 @@ def test_vocabulary_without_cls_and_sep_behaves_like_bert4keras():
     assert bare.tokenize('我爱') == ['我', '爱'] and bare.encode('我爱') == ([2, 3], [0, 0])
     assert bare.encode('我', '爱') == ([2, 3], [0, 1])
     assert bare.rematch('我爱', bare.tokenize('我爱')) == [[0], [1]]
+    # no [UNK]: built as in bert4keras (its chess example then sets _token_unk_id); an unknown token errors
     with pytest.raises(ValueError, match="unk token"):
-        Tokenizer({'我': 0})
+        Tokenizer({'我': 0}, token_start=None, token_end=None).encode('你')
 
 
 # ----------------------------------------------------------------------------- rematch
