@@ -78,6 +78,7 @@ class IncrementalModel:
                                  "application='lm' or 'unilm', or pass mode= explicitly")
         if mode not in ('lm', 'unilm'):
             raise ValueError("IncrementalModel: mode must be 'lm' or 'unilm', got %r" % (mode,))
+        _check_decodable(transformer)
         self.transformer = transformer
         self.mode = mode
         self.jit_compile = bool(jit_compile)
@@ -357,6 +358,39 @@ class IncrementalModel:
         if flat_ok:
             return _tf_private.call_concrete_flat(concrete, args)
         return concrete(*args)
+
+
+# The Transformer steps whose computation IncrementalModel reproduces; a subclass overriding one of them
+# would be decoded without its change, so it is refused instead.
+_FORWARD_STEPS = ('get_inputs', 'apply_embeddings', 'apply_main_layers', 'apply_final_layers', 'call',
+                  'compute_attention_bias', 'make_attention_bias', 'apply_layer_norm', 'attention_layer_name',
+                  'feed_forward_layer_name')
+
+
+def _check_decodable(transformer):
+    """Refuse models whose forward pass the cached step does not reproduce (a clear error, never a
+    silently different model)."""
+    from bert4keras_ext import models
+    cls = type(transformer)
+    for step in _FORWARD_STEPS:
+        owner = next((c for c in cls.__mro__ if step in c.__dict__), None)
+        if owner is not None and owner.__module__ != models.__name__:
+            raise NotImplementedError(
+                'CachedDecoder: %s overrides %s() (in %s.%s), and the cached decoding step reproduces only '
+                "the package's own forward pass, so it would decode a different model. Decode with an "
+                'AutoRegressiveDecoder subclass whose predict() calls model.predict on the whole sequence '
+                '(full recomputation) instead.' % (cls.__name__, step, owner.__module__, owner.__qualname__))
+    unsupported = []
+    if getattr(transformer, 'layer_norm_conds', [None])[0] is not None:
+        unsupported.append('layer_norm_cond (Conditional LayerNorm)')
+    if getattr(transformer, 'custom_position_ids', False):
+        unsupported.append('custom_position_ids')
+    if getattr(transformer, 'shared_segment_embeddings', False):
+        unsupported.append('shared_segment_embeddings')
+    if unsupported:
+        raise NotImplementedError(
+            'CachedDecoder does not support models built with %s; decode them with an AutoRegressiveDecoder '
+            'whose predict() calls model.predict (full recomputation).' % ', '.join(unsupported))
 
 
 def _power_of_two(n):

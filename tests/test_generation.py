@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from bert4keras_ext.backend import keras
 from bert4keras_ext.decoders import AutoRegressiveDecoder
 from bert4keras_ext.generation import CachedDecoder
 from bert4keras_ext.models import build_transformer_model
@@ -400,3 +401,25 @@ def test_cached_decoder_errors(tiny_bert):
     decoder = CachedDecoder(unilm, end_id=102, maxlen=30)
     with pytest.raises(ValueError, match='exceeds the position table'):
         decoder.beam_search([[101] + [200] * 15 + [102], [0] * 17], topk=2)
+
+
+def test_cached_decoding_refuses_what_it_would_decode_differently(tiny_bert):
+    """A subclass that changes a forward step, or an option the cached step does not reproduce, gets a
+    clear error instead of a silently different model."""
+    from bert4keras_ext.models import BERT
+
+    class BERTWithExtraLayer(BERT):
+        def apply_main_layers(self, inputs, index):
+            x = super().apply_main_layers(inputs, index)
+            return self.apply(x, keras.layers.Dense, units=self.hidden_size, name='Extra-%d' % index)
+
+    custom = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], model=BERTWithExtraLayer,
+                                     application='unilm', return_keras_model=False)
+    with pytest.raises(NotImplementedError, match=r'overrides apply_main_layers\(\)'):
+        CachedDecoder(custom, end_id=3, maxlen=4)
+    cond_in = keras.Input((4,))
+    conditional = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application='lm',
+                                          layer_norm_cond=cond_in, additional_input_layers=cond_in,
+                                          return_keras_model=False)
+    with pytest.raises(NotImplementedError, match='layer_norm_cond'):
+        CachedDecoder(conditional, end_id=3, maxlen=4)
