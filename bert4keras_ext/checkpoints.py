@@ -15,15 +15,15 @@ import os
 
 import numpy as np
 
+from bert4keras_ext.formats import (
+    ADAM_SLOTS, GLOBAL_STEP, detect_family, family_of, is_optimizer_slot, variable_shapes,
+)
+
 __all__ = [
     'CheckpointError', 'CheckpointMismatchError', 'resolve_checkpoint_path', 'CheckpointReader',
     'load_config', 'write_checkpoint', 'make_random_checkpoint', 'google_variable_shapes',
     'detect_checkpoint_family', 'DEFAULT_TINY_SIZES', 'find_checkpoint_files', 'default_vocab',
 ]
-
-# Optimizer state and bookkeeping that some released checkpoints still carry; never model weights.
-_IGNORED_SUFFIXES = ('/adam_m', '/adam_v', '/Momentum', '/lamb_m', '/lamb_v')
-_IGNORED_NAMES = ('global_step', 'good_steps', 'loss_scale')
 
 
 class CheckpointError(ValueError):
@@ -87,12 +87,11 @@ def find_checkpoint_files(directory):
     return {'config': configs[0], 'checkpoint': prefix, 'vocab': vocabs[0], 'dir': directory}
 
 
-def _is_ignored(name):
-    return name in _IGNORED_NAMES or name.endswith(_IGNORED_SUFFIXES)
-
-
 class CheckpointReader:
-    """Read-only view of a TF checkpoint's model variables: `names`, `shape(name)`, `get(name)`."""
+    """Read-only view of a TF checkpoint's model variables: `names`, `shape(name)`, `get(name)`.
+
+    Optimizer slots and training counters (`formats.is_optimizer_slot`) are left out.
+    """
 
     def __init__(self, path):
         import tensorflow as tf
@@ -102,7 +101,7 @@ class CheckpointReader:
         except Exception as e:  # TF raises several types for corrupt files
             raise CheckpointError('cannot read checkpoint %r: %s' % (self.path, e)) from e
         self.shapes = {name: tuple(shape) for name, shape in self._reader.get_variable_to_shape_map().items()
-                       if not _is_ignored(name)}
+                       if not is_optimizer_slot(name)}
 
     @property
     def names(self):
@@ -155,19 +154,10 @@ def _first_line(error):
 def detect_checkpoint_family(names):
     """Guess which `model=` a set of checkpoint variable names belongs to (for error hints).
 
-    Returns one of 'bert', 'albert', 'albert_brightmart_legacy', 'electra', 'unknown'.
+    Returns one of 'bert', 'albert', 'albert_brightmart_legacy', 'electra', 'unknown'
+    (`formats.detect_family`).
     """
-    names = list(names)
-    if any('group_0/inner_group_0' in n for n in names):
-        return 'albert'
-    if any(n.startswith('electra/') for n in names):
-        return 'electra'
-    if any(n.startswith('bert/encoder/layer_shared/') for n in names) or \
-            any(n.endswith('word_embeddings_2') for n in names):
-        return 'albert_brightmart_legacy'
-    if any('/encoder/layer_' in n for n in names):
-        return 'bert'
-    return 'unknown'
+    return detect_family(names)
 
 
 def load_config(config_path):
@@ -256,58 +246,19 @@ def default_vocab(extra_tokens=()):
 def google_variable_shapes(model='bert', vocab_size=None, hidden_size=None, num_hidden_layers=None,
                            num_attention_heads=None, intermediate_size=None, max_position_embeddings=None,
                            type_vocab_size=2, embedding_size=None, **unused):
-    """{variable name: shape} of a released Google checkpoint of this family and size.
+    """{variable name: shape} of a released Google checkpoint of this family and size (`formats.variable_shapes`).
 
-    model: 'bert' / 'roberta' / 'wobert' (BERT layout) or 'albert' (Google ALBERT layout: factorised
-    embedding + one shared block under group_0/inner_group_0).
+    model: 'bert' / 'roberta' / 'wobert' (BERT layout) or 'albert' / 'albert_unshared' (Google ALBERT layout:
+    factorised embedding + one shared block). A size not given stays None in the shapes.
     """
-    H, E = hidden_size, embedding_size or hidden_size
-    I, V, P, T = intermediate_size, vocab_size, max_position_embeddings, type_vocab_size
-    family = 'albert' if model in ('albert', 'albert_unshared') else 'bert'
+    family = family_of(model)
     if family == 'bert' and embedding_size not in (None, hidden_size):
         raise CheckpointError('a BERT-layout checkpoint has embedding_size == hidden_size; got %s vs %s'
                               % (embedding_size, hidden_size))
-    shapes = {
-        'bert/embeddings/word_embeddings': (V, E),
-        'bert/embeddings/token_type_embeddings': (T, E),
-        'bert/embeddings/position_embeddings': (P, E),
-        'bert/embeddings/LayerNorm/gamma': (E,),
-        'bert/embeddings/LayerNorm/beta': (E,),
-        'bert/pooler/dense/kernel': (H, H),
-        'bert/pooler/dense/bias': (H,),
-        'cls/predictions/transform/dense/kernel': (H, E),
-        'cls/predictions/transform/dense/bias': (E,),
-        'cls/predictions/transform/LayerNorm/gamma': (E,),
-        'cls/predictions/transform/LayerNorm/beta': (E,),
-        'cls/predictions/output_bias': (V,),
-        'cls/seq_relationship/output_weights': (2, H),
-        'cls/seq_relationship/output_bias': (2,),
-    }
-
-    def block(prefix, attention, norm1, inner, outer, norm2):
-        for part in ('query', 'key', 'value'):
-            shapes['%s%s/self/%s/kernel' % (prefix, attention, part)] = (H, H)
-            shapes['%s%s/self/%s/bias' % (prefix, attention, part)] = (H,)
-        shapes['%s%s/output/dense/kernel' % (prefix, attention)] = (H, H)
-        shapes['%s%s/output/dense/bias' % (prefix, attention)] = (H,)
-        for norm in (norm1, norm2):
-            shapes['%s%s/gamma' % (prefix, norm)] = (H,)
-            shapes['%s%s/beta' % (prefix, norm)] = (H,)
-        shapes['%s%s/kernel' % (prefix, inner)] = (H, I)
-        shapes['%s%s/bias' % (prefix, inner)] = (I,)
-        shapes['%s%s/kernel' % (prefix, outer)] = (I, H)
-        shapes['%s%s/bias' % (prefix, outer)] = (H,)
-
-    if family == 'bert':
-        for i in range(num_hidden_layers):
-            block('bert/encoder/layer_%d/' % i, 'attention', 'attention/output/LayerNorm',
-                  'intermediate/dense', 'output/dense', 'output/LayerNorm')
-    else:
-        shapes['bert/encoder/embedding_hidden_mapping_in/kernel'] = (E, H)
-        shapes['bert/encoder/embedding_hidden_mapping_in/bias'] = (H,)
-        block('bert/encoder/transformer/group_0/inner_group_0/', 'attention_1', 'LayerNorm',
-              'ffn_1/intermediate/dense', 'ffn_1/intermediate/output/dense', 'LayerNorm_1')
-    return shapes
+    return variable_shapes(family, dict(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+        intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
+        type_vocab_size=type_vocab_size, embedding_size=embedding_size))
 
 
 def make_random_checkpoint(out_dir, model='bert', vocab=None, seed=0, initializer_range=0.02,
@@ -318,7 +269,7 @@ def make_random_checkpoint(out_dir, model='bert', vocab=None, seed=0, initialize
 
     Args:
         out_dir: directory to create/overwrite.
-        model: 'bert' (also 'roberta', 'wobert') or 'albert'.
+        model: 'bert' (also 'roberta', 'wobert') or 'albert' (also 'albert_unshared').
         vocab: list of tokens; default `default_vocab()` (Google Chinese layout, ~1,000 tokens).
         seed: numpy seed; the same seed gives byte-identical weights.
         initializer_range: stddev of the normal weights (as in `bert_config.json`).
@@ -335,7 +286,7 @@ def make_random_checkpoint(out_dir, model='bert', vocab=None, seed=0, initialize
                         % (sorted(unknown), sorted(set(DEFAULT_TINY_SIZES) | {'embedding_size'})))
     vocab = list(vocab) if vocab is not None else default_vocab()
     config = dict(DEFAULT_TINY_SIZES)
-    if model in ('albert', 'albert_unshared'):
+    if family_of(model) == 'albert':
         config['embedding_size'] = 16
     config.update(sizes)
     if config['hidden_size'] % config['num_attention_heads']:
@@ -357,9 +308,9 @@ def make_random_checkpoint(out_dir, model='bert', vocab=None, seed=0, initialize
         arrays[name] = value.astype('float32')
     if include_optimizer_slots:
         for name in list(arrays):
-            arrays[name + '/adam_m'] = np.zeros_like(arrays[name])
-            arrays[name + '/adam_v'] = np.zeros_like(arrays[name])
-        arrays['global_step'] = np.array(1000, dtype='int64')
+            for slot in ADAM_SLOTS:
+                arrays[name + '/' + slot] = np.zeros_like(arrays[name])
+        arrays[GLOBAL_STEP] = np.array(1000, dtype='int64')
     os.makedirs(out_dir, exist_ok=True)
     prefix = write_checkpoint(os.path.join(out_dir, 'bert_model.ckpt'), arrays)
     config_path = os.path.join(out_dir, 'bert_config.json')

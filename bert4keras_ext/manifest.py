@@ -39,6 +39,11 @@ import zipfile
 
 from tqdm import tqdm
 
+from bert4keras_ext.formats import (
+    HEAD_LAYERS, MODEL_FAMILIES, describe_layout, detect_family, encoder_layer_indices, family_of,
+    is_optimizer_slot, variable_names, variable_shapes,
+)
+
 FORMAT_VERSION = 1
 MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'checkpoints_manifest.json')
 
@@ -47,7 +52,7 @@ FILE_ROLES = ('config', 'checkpoint', 'vocab')
 PRE_TOKENIZE_VALUES = (None, 'jieba_hmm_false')
 CONFIG_KEYS = ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',
                'vocab_size', 'max_position_embeddings')
-ALBERT_MODELS = ('albert', 'albert_unshared')
+ALBERT_MODELS = tuple(m for m, family in MODEL_FAMILIES.items() if family == 'albert')  # factorised embeddings
 REQUIRED_FIELDS = ('name', 'model', 'description', 'tokenizer', 'urls', 'archive', 'config',
                    'sha256', 'size_bytes', 'source')
 
@@ -161,6 +166,8 @@ def _validate_entry(entry):
     for key in ('name', 'model', 'description', 'source'):
         if key in entry and not (isinstance(entry[key], str) and entry[key]):
             problems.append(f"'{key}' must be a non-empty string")
+    if isinstance(entry.get('model'), str) and entry['model'] and entry['model'] not in MODEL_FAMILIES:
+        problems.append(f"'model' must be one of {sorted(MODEL_FAMILIES)}, found {entry['model']!r}")
     problems += _validate_tokenizer(entry.get('tokenizer')) if 'tokenizer' in entry else []
     problems += _validate_urls(entry)
     problems += _validate_archive(entry.get('archive')) if 'archive' in entry else []
@@ -664,10 +671,6 @@ def _missing_files_message(entry, base_dir):
 # Verification
 # ----------------------------------------------------------------------------------------------
 
-_OPTIMIZER_SLOT = re.compile(r'(^|/)(adam_[mv]|lamb_[mv]|global_step|bad_steps|good_steps|loss_scale)$')
-ALBERT_BLOCK = 'bert/encoder/transformer/group_0/inner_group_0/'
-
-
 def verify(name_or_entry, checkpoint_dir, manifest=None):
     """Check an unpacked checkpoint against its manifest entry; return a report dict.
 
@@ -766,7 +769,7 @@ def _check_checkpoint(prefix, model, cfg, problems):
     except Exception as e:  # TF raises several types for unreadable checkpoints
         problems.append(f'cannot read checkpoint {prefix}: {e}')
         return None
-    variables = {k: tuple(v) for k, v in all_vars.items() if not _OPTIMIZER_SLOT.search(k)}
+    variables = {k: tuple(v) for k, v in all_vars.items() if not is_optimizer_slot(k)}
     expected, family_hint = _expected_shapes(model, cfg, variables)
     if family_hint:
         problems.append(family_hint)
@@ -782,8 +785,7 @@ def _check_checkpoint(prefix, model, cfg, problems):
     damaged = _find_damaged_tensor(prefix)
     if damaged:
         problems.append(damaged)
-    layers = sorted({int(m.group(1)) for k in variables
-                     for m in [re.match(r'bert/encoder/layer_(\d+)/', k)] if m})
+    layers = encoder_layer_indices(variables)
     num_layers = cfg.get('num_hidden_layers')
     if model not in ALBERT_MODELS and num_layers is not None and len(layers) > num_layers:
         problems.append(f'checkpoint has {len(layers)} encoder layers but num_hidden_layers is {num_layers}')
@@ -811,39 +813,32 @@ def _find_damaged_tensor(prefix):
 def _expected_shapes(model, cfg, variables):
     """``{variable name: shape}`` implied by the config, plus a hint if the family looks wrong.
 
-    The shapes are `checkpoints.google_variable_shapes` restricted to the embeddings and the encoder
-    (heads such as the pooler or the MLM/NSP layers are not in every release); a size the config does
-    not give stays None and is not checked.
+    The shapes are `formats.variable_shapes` without the heads (the pooler and the MLM/NSP layers are
+    not in every release) and the segment table (type_vocab_size is not a manifest number); a size the
+    config does not give stays None and is not checked.
     """
-    from bert4keras_ext.checkpoints import google_variable_shapes  # lazy: keeps this module light
     H, E = cfg.get('hidden_size'), cfg.get('embedding_size')
-    is_albert_ckpt = any(k.startswith(ALBERT_BLOCK) for k in variables)
-    is_bert_ckpt = any(k.startswith('bert/encoder/layer_0/') for k in variables)
+    family, found = family_of(model), detect_family(variables)
     hint = None
-    albert = model in ALBERT_MODELS
-    mapping = 'bert/encoder/embedding_hidden_mapping_in/'
-    if albert:
-        if is_bert_ckpt and not is_albert_ckpt:
-            hint = "checkpoint looks like BERT (bert/encoder/layer_0/...), not ALBERT: use model='bert'"
-        elif 'bert/embeddings/word_embeddings_2' in variables:
-            hint = ('checkpoint uses the early brightmart ALBERT naming (word_embeddings_2); '
+    if family == 'albert':
+        if found == 'bert':
+            hint = f"checkpoint looks like BERT ({describe_layout('bert')}), not ALBERT: use model='bert'"
+        elif found == 'albert_brightmart_legacy':
+            hint = (f"checkpoint uses the early brightmart ALBERT naming ({describe_layout(found)}); "
                     'use the *_google_zh release')
-        if hint is None and E != H and mapping + 'kernel' not in variables and \
-                variables.get('bert/embeddings/word_embeddings', (None, None))[-1:] == (H,):
-            hint = ('checkpoint has hidden-size embeddings and no embedding_hidden_mapping_in '
-                    '(a converted brightmart ALBERT): its config needs embedding_size = hidden_size')
-    elif is_albert_ckpt and not is_bert_ckpt:
-        hint = "checkpoint looks like ALBERT (transformer/group_0/inner_group_0), not BERT: use model='albert'"
+        mapping_kernel = variable_names('albert', 'Embedding-Mapping')[0]
+        word_embeddings = variable_names('albert', 'Embedding-Token')[0]
+        if hint is None and E != H and mapping_kernel not in variables and \
+                variables.get(word_embeddings, (None, None))[-1:] == (H,):
+            hint = (f'checkpoint has hidden-size embeddings and no {mapping_kernel} (a converted brightmart '
+                    'ALBERT): its config needs embedding_size = hidden_size')
+    elif found == 'albert':
+        hint = f"checkpoint looks like ALBERT ({describe_layout('albert')}), not BERT: use model='albert'"
     sizes = {key: cfg.get(key) for key in ('vocab_size', 'hidden_size', 'intermediate_size',
-                                           'max_position_embeddings', 'num_attention_heads')}
+                                           'max_position_embeddings')}
     sizes['num_hidden_layers'] = cfg.get('num_hidden_layers') or 0
-    sizes['embedding_size'] = E if albert else None  # a BERT layout's embeddings are hidden-size
-    shapes = google_variable_shapes('albert' if albert else 'bert', **sizes)
-    checked = ('bert/embeddings/word_embeddings', 'bert/embeddings/position_embeddings',
-               'bert/embeddings/LayerNorm/', 'bert/encoder/')
-    shapes = {name: shape for name, shape in shapes.items() if name.startswith(checked)}
-    if albert and E in (None, H):  # no factorised embedding: no mapping layer to expect
-        shapes = {name: shape for name, shape in shapes.items() if not name.startswith(mapping)}
+    sizes['embedding_size'] = E if family == 'albert' else None  # a BERT layout's embeddings are hidden-size
+    shapes = variable_shapes(family, sizes, skip=HEAD_LAYERS + ('Embedding-Segment',))
     return shapes, hint
 
 

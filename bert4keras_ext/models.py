@@ -15,8 +15,11 @@ import numpy as np
 
 from bert4keras_ext.backend import get_activation, keras
 from bert4keras_ext.checkpoints import (
-    CheckpointError, CheckpointMismatchError, CheckpointReader, detect_checkpoint_family, load_config,
-    write_checkpoint,
+    CheckpointError, CheckpointMismatchError, CheckpointReader, load_config, write_checkpoint,
+)
+from bert4keras_ext.formats import (
+    TRANSPOSED, VOCAB_ROWS, describe_layout, detect_family, encoder_layer_indices,
+    variable_mapping as table_variable_mapping,
 )
 from bert4keras_ext.layers import (
     Add, AttentionMask, BiasAdd, Embedding, ExtractToken, FeedForward, LayerNormalization, MultiHeadAttention,
@@ -204,7 +207,7 @@ class Transformer:
     def load_variable(self, reader, name):
         """Read one checkpoint variable, transformed to the Keras weight's layout."""
         variable = reader.get(name)
-        if name in ('bert/embeddings/word_embeddings', 'cls/predictions/output_bias'):
+        if name in VOCAB_ROWS:  # one row per token: keep_tokens / compound_tokens apply
             return self.load_embeddings(variable)
         return variable
 
@@ -293,16 +296,10 @@ class Transformer:
         """Encoder layers present in the checkpoint beyond what the config builds (config/ckpt mismatch)."""
         if not self.strict_layer_count:
             return []
-        indices = set()
-        for name in reader.names:
-            if name.startswith('bert/encoder/layer_'):
-                head = name[len('bert/encoder/layer_'):].split('/', 1)[0]
-                if head.isdigit():
-                    indices.add(int(head))
-        return sorted(i for i in indices if i >= self.num_hidden_layers)
+        return [i for i in encoder_layer_indices(reader.names) if i >= self.num_hidden_layers]
 
     def _mismatch_message(self, reader, missing, mismatched, extra_layers):
-        family = detect_checkpoint_family(reader.names)
+        family = detect_family(reader.names)
         lines = ['checkpoint %s does not match the %s model being built (%s):' % (
             reader.path, type(self).__name__, self._describe())]
         if missing:
@@ -322,10 +319,10 @@ class Transformer:
                          'first %d layers on purpose, pass num_hidden_layers=%d to build_transformer_model.'
                          % (extra_layers, self.num_hidden_layers, self.num_hidden_layers, self.num_hidden_layers))
         hints = {
-            'albert': "the checkpoint has ALBERT's shared-block layout (group_0/inner_group_0): use model='albert' "
-                      "or model='albert_unshared'.",
-            'bert': "the checkpoint has the BERT layout (bert/encoder/layer_<i>): use model='bert' (also "
-                    "'roberta', 'wobert').",
+            'albert': "the checkpoint has ALBERT's shared-block layout (%s): use model='albert' or "
+                      "model='albert_unshared'." % describe_layout('albert'),
+            'bert': "the checkpoint has the BERT layout (%s): use model='bert' (also 'roberta', 'wobert')."
+                    % describe_layout('bert'),
             'albert_brightmart_legacy': 'the checkpoint is an early brightmart ALBERT release in a non-Google '
                                         'naming; only the Google-format "*_google" ALBERT releases are supported.',
             'electra': 'the checkpoint is an ELECTRA model, which this package does not build.',
@@ -499,47 +496,22 @@ class BERT(Transformer):
 
     def load_variable(self, reader, name):
         variable = super().load_variable(reader, name)
-        if name == 'cls/seq_relationship/output_weights':
-            return variable.T  # Google stores (2, hidden); Dense wants (hidden, 2)
+        if name in TRANSPOSED:
+            return variable.T  # Google stores NSP's (2, hidden); Dense wants (hidden, 2)
         return variable
 
     def create_variable(self, name, value):
-        if name == 'cls/seq_relationship/output_weights':
+        if name in TRANSPOSED:
             return value.T
         return value
 
     def variable_mapping(self):
-        mapping = {
-            'Embedding-Token': ['bert/embeddings/word_embeddings'],
-            'Embedding-Segment': ['bert/embeddings/token_type_embeddings'],
-            'Embedding-Position': ['bert/embeddings/position_embeddings'],
-            'Embedding-Norm': ['bert/embeddings/LayerNorm/gamma', 'bert/embeddings/LayerNorm/beta'],
-            'Embedding-Mapping': ['bert/encoder/embedding_hidden_mapping_in/kernel',
-                                  'bert/encoder/embedding_hidden_mapping_in/bias'],
-            'Pooler-Dense': ['bert/pooler/dense/kernel', 'bert/pooler/dense/bias'],
-            'NSP-Proba': ['cls/seq_relationship/output_weights', 'cls/seq_relationship/output_bias'],
-            'MLM-Dense': ['cls/predictions/transform/dense/kernel', 'cls/predictions/transform/dense/bias'],
-            'MLM-Norm': ['cls/predictions/transform/LayerNorm/gamma', 'cls/predictions/transform/LayerNorm/beta'],
-            'MLM-Bias': ['cls/predictions/output_bias'],
-        }
-        for i in range(self.num_hidden_layers):
-            prefix = 'bert/encoder/layer_%d/' % i
-            mapping.update(self.block_mapping(i, prefix))
-        return mapping
+        return self._table_mapping('bert')
 
-    def block_mapping(self, index, prefix):
-        """Checkpoint names of transformer block `index` under `prefix` (Google BERT layout)."""
-        attention, feed_forward = self.attention_layer_name(index), self.feed_forward_layer_name(index)
-        return {
-            attention: [prefix + 'attention/self/%s/%s' % (part, kind)
-                        for part in ('query', 'key', 'value') for kind in ('kernel', 'bias')]
-            + [prefix + 'attention/output/dense/kernel', prefix + 'attention/output/dense/bias'],
-            attention + '-Norm': [prefix + 'attention/output/LayerNorm/gamma',
-                                  prefix + 'attention/output/LayerNorm/beta'],
-            feed_forward: [prefix + 'intermediate/dense/kernel', prefix + 'intermediate/dense/bias',
-                           prefix + 'output/dense/kernel', prefix + 'output/dense/bias'],
-            feed_forward + '-Norm': [prefix + 'output/LayerNorm/gamma', prefix + 'output/LayerNorm/beta'],
-        }
+    def _table_mapping(self, family):
+        """The `formats.google` table of `family` for this model: its size and its block layer names."""
+        return table_variable_mapping(family, self.num_hidden_layers, self.attention_layer_name,
+                                      self.feed_forward_layer_name)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -548,17 +520,16 @@ class BERT(Transformer):
 class ALBERT(BERT):
     """ALBERT in Google's release format: factorised embedding + one transformer block shared by all layers.
 
-    Embeddings are `embedding_size` wide and mapped to `hidden_size` by `Embedding-Mapping`
-    (`bert/encoder/embedding_hidden_mapping_in`); every layer calls the same
-    `Transformer-MultiHeadSelfAttention` / `Transformer-FeedForward` layers, whose weights are
-    `bert/encoder/transformer/group_0/inner_group_0/*`. The MLM head works in `embedding_size`.
+    Embeddings are `embedding_size` wide and mapped to `hidden_size` by `Embedding-Mapping`; every layer
+    calls the same `Transformer-MultiHeadSelfAttention` / `Transformer-FeedForward` layers, whose weights
+    are the shared block of the checkpoint (`formats.google.ALBERT_BLOCK`). The MLM head works in
+    `embedding_size`.
 
     Google's ALBERT code uses the tanh approximation of GELU, so a config's 'gelu' means 'gelu_tanh'
     here (BERT keeps the exact erf form); pass hidden_act='gelu_erf' to override.
     """
 
     checkpoint_family = 'albert'
-    _SHARED_PREFIX = 'bert/encoder/transformer/group_0/inner_group_0/'
 
     def __init__(self, hidden_act='gelu', **kwargs):
         if isinstance(hidden_act, str) and hidden_act.lower() == 'gelu':
@@ -572,23 +543,7 @@ class ALBERT(BERT):
         return 'Transformer-FeedForward'
 
     def variable_mapping(self):
-        mapping = {k: v for k, v in super().variable_mapping().items() if not k.startswith('Transformer-')}
-        mapping.update(self.shared_block_mapping('Transformer-MultiHeadSelfAttention', 'Transformer-FeedForward'))
-        return mapping
-
-    def shared_block_mapping(self, attention, feed_forward):
-        """Google ALBERT names of the shared block, for the given Keras layer names."""
-        prefix = self._SHARED_PREFIX
-        return {
-            attention: [prefix + 'attention_1/self/%s/%s' % (part, kind)
-                        for part in ('query', 'key', 'value') for kind in ('kernel', 'bias')]
-            + [prefix + 'attention_1/output/dense/kernel', prefix + 'attention_1/output/dense/bias'],
-            attention + '-Norm': [prefix + 'LayerNorm/gamma', prefix + 'LayerNorm/beta'],
-            feed_forward: [prefix + 'ffn_1/intermediate/dense/kernel', prefix + 'ffn_1/intermediate/dense/bias',
-                           prefix + 'ffn_1/intermediate/output/dense/kernel',
-                           prefix + 'ffn_1/intermediate/output/dense/bias'],
-            feed_forward + '-Norm': [prefix + 'LayerNorm_1/gamma', prefix + 'LayerNorm_1/beta'],
-        }
+        return self._table_mapping('albert')
 
     def _unexpected_layers(self, reader, mapping):
         return []  # one shared block: the layer count is not stored in the checkpoint
@@ -599,8 +554,8 @@ class ALBERT_Unshared(ALBERT):
 
     Built like BERT (`Transformer-{i}-...` layers, each with its own weights); every layer starts from
     the checkpoint's single shared block, so outputs equal `ALBERT`'s before training. Saving writes the
-    per-layer layout (`bert/encoder/layer_{i}/...`, plus ALBERT's embedding mapping), since the layers
-    differ after fine-tuning; loading accepts either layout.
+    per-layer layout (the 'bert' table of `formats.google`, which has ALBERT's embedding mapping too),
+    since the layers differ after fine-tuning; loading accepts either layout.
     """
 
     def attention_layer_name(self, index):
@@ -610,19 +565,15 @@ class ALBERT_Unshared(ALBERT):
         return BERT.feed_forward_layer_name(self, index)
 
     def variable_mapping(self, layout='shared'):
-        mapping = {k: v for k, v in BERT.variable_mapping(self).items() if not k.startswith('Transformer-')}
-        for i in range(self.num_hidden_layers):
-            attention, feed_forward = self.attention_layer_name(i), self.feed_forward_layer_name(i)
-            if layout == 'shared':
-                mapping.update(self.shared_block_mapping(attention, feed_forward))
-            else:
-                mapping.update(self.block_mapping(i, 'bert/encoder/layer_%d/' % i))
-        return mapping
+        """layout: 'shared' (every layer reads ALBERT's one block) or 'per_layer' (BERT's per-layer names)."""
+        if layout not in ('shared', 'per_layer'):
+            raise ValueError("layout must be 'shared' or 'per_layer', got %r" % (layout,))
+        return self._table_mapping('albert' if layout == 'shared' else 'bert')
 
     def load_weights_from_checkpoint(self, checkpoint, mapping=None):
         reader = checkpoint if isinstance(checkpoint, CheckpointReader) else CheckpointReader(checkpoint)
         if mapping is None:
-            per_layer = 'bert/encoder/layer_0/attention/self/query/kernel' in reader
+            per_layer = bool(encoder_layer_indices(reader.names))
             mapping = self.variable_mapping('per_layer' if per_layer else 'shared')
         return super().load_weights_from_checkpoint(reader, mapping)
 
