@@ -18,14 +18,18 @@ SCRIPTS = sorted(f[:-3] for f in os.listdir(SCRIPT_DIR) if f.endswith('.py') and
 
 
 @pytest.fixture(scope='module')
-def work_dir(tmp_path_factory):
+def checkpoint_dir(tmp_path_factory):
     # shared by the scripts of one run, so the tiny checkpoints are written once
-    return str(tmp_path_factory.mktemp('bert4keras_scripts'))
+    return str(tmp_path_factory.mktemp('bert4keras_script_checkpoints'))
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
-def test_bert4keras_script_runs(script, work_dir):
-    env = dict(os.environ, BERT4KERAS_SCRIPT_DIR=work_dir, TF_CPP_MIN_LOG_LEVEL='3', PYTHONHASHSEED='0')
+def test_bert4keras_script_runs(script, checkpoint_dir, tmp_path):
+    # each script works in a folder of its own, as it would on a user's machine: data files and saved
+    # weights (random_order.json, best_model.weights.h5) never meet another script's
+    work_dir = str(tmp_path)
+    env = dict(os.environ, BERT4KERAS_SCRIPT_DIR=work_dir, BERT4KERAS_SCRIPT_CHECKPOINTS=checkpoint_dir,
+               TF_CPP_MIN_LOG_LEVEL='3', PYTHONHASHSEED='0')
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env['PYTHONPATH'] = repo_root + os.pathsep + env.get('PYTHONPATH', '')
     proc = subprocess.run([sys.executable, os.path.join(SCRIPT_DIR, script + '.py')], env=env, cwd=work_dir,
