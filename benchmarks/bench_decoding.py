@@ -4,7 +4,7 @@
     python benchmarks/bench_decoding.py --plain          # also the step without XLA (jit_compile=False)
 
 Random weights, so nothing ends early: every search generates exactly --new-tokens tokens (end_id is
-an id that is never produced). "tokens/s" counts the tokens of the returned output(s): a beam search
+None: no end token). "tokens/s" counts the tokens of the returned output(s): a beam search
 with topk 4 returns one output of 64 tokens; `random_sample(n)` returns n outputs. Full recomputation
 (bert4keras' way: re-run source + output every step) is timed over --nocache-tokens steps only, since
 64 would take minutes; its per-token cost grows with length, so that figure is an upper bound.
@@ -39,7 +39,7 @@ def full_recompute_decoder(model, maxlen):
             segment_ids = np.concatenate([segment_ids, np.ones_like(output_ids)], 1)
             return self.last_token(model).predict([token_ids, segment_ids], verbose=0)
 
-    return FullRecompute(start_id=None, end_id=-1, maxlen=maxlen)
+    return FullRecompute(start_id=None, end_id=None, maxlen=maxlen)
 
 
 def timed(fn, repeat=1):
@@ -73,7 +73,7 @@ def main(argv=None):
     print('%-44s %10s %10s' % ('measurement', 'tokens/s', 'seconds'))
     results = {}
     for jit in ([True, False] if args.plain else [True]):
-        decoder = CachedDecoder(transformer, end_id=-1, maxlen=args.new_tokens, jit_compile=jit)
+        decoder = CachedDecoder(transformer, end_id=None, maxlen=args.new_tokens, jit_compile=jit)
         start = time.perf_counter()
         decoder.beam_search(inputs, topk=args.topk)  # trace/compile once, untimed
         results['compile_s_%s' % ('xla' if jit else 'plain')] = time.perf_counter() - start
