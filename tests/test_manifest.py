@@ -316,7 +316,8 @@ def test_resume_from_partial_part_file(tmp_path, zip_entry, monkeypatch):
         offsets.append(offset)
         return real_open(url, offset)
 
-    monkeypatch.setattr(mf, '_open_source', spy)
+    from bert4keras_ext.checkpoint_manifest import download as download_module
+    monkeypatch.setattr(download_module, '_open_source', spy)  # patched where the download calls it
     paths = mf.download(entry, dest, progress=False)
     assert offsets == [1000]  # resumed, not restarted
     assert Path(paths['archive']).read_bytes() == data
