@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from bert4keras_ext import _tf_private
 from bert4keras_ext.backend import keras
+from bert4keras_ext.graph_utils import find_layer_in_model
 
 __all__ = [
     'adversarial_training', 'gradient_penalty_training', 'virtual_adversarial_training',
@@ -54,15 +55,7 @@ _CONFIG_KEY = 'bert4keras_adversarial'
 
 def search_layer(model, name):
     """The layer called `name` in `model` or in any model nested inside it (bert4keras' `search_layer`)."""
-    for layer in getattr(model, 'layers', []):
-        if layer.name == name:
-            return layer
-    for layer in getattr(model, 'layers', []):
-        if hasattr(layer, 'layers'):
-            found = search_layer(layer, name)
-            if found is not None:
-                return found
-    return None
+    return find_layer_in_model(model, name)
 
 
 class _Settings:

@@ -59,13 +59,14 @@ def _graph_parents(item):
     return layer, parents
 
 
-def _find_in_model(model, name):
+def find_layer_in_model(model, name):
+    """The layer called `name` in `model` or in any model nested inside it, or None."""
     for layer in model.layers:
         if layer.name == name:
             return layer
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            found = _find_in_model(layer, name)
+            found = find_layer_in_model(layer, name)
             if found is not None:
                 return found
     return None
@@ -86,7 +87,7 @@ def search_layer(inputs, name, exclude_from=None):
     if isinstance(inputs, keras.Model):
         if inputs.name == name:
             return inputs
-        return _find_in_model(inputs, name)
+        return find_layer_in_model(inputs, name)
     if not isinstance(inputs, (keras.layers.Layer, keras.KerasTensor)) and not _tf_private.has_keras_history(inputs):
         if hasattr(inputs, 'shape') and hasattr(inputs, 'dtype'):
             raise Keras2APIError(
@@ -106,7 +107,7 @@ def search_layer(inputs, name, exclude_from=None):
             continue
         visited.add(layer)
         if isinstance(layer, keras.Model):
-            found = _find_in_model(layer, name)
+            found = find_layer_in_model(layer, name)
             if found is not None:
                 return found
         stack.extend(reversed(parents))  # depth first, first input first (as bert4keras)
