@@ -1,10 +1,13 @@
 """Fast autoregressive decoding for BERT-family LM / UniLM models: a key/value cache and batched search.
 
 bert4keras decodes by re-running the whole sequence for every new token (O(L) passes of O(L²) work).
-Here the source (or prompt) runs through the network once, every layer's keys and values are kept, and
-each step feeds only the newest token per row — all rows of all inputs and beams in one call of a
-compiled `tf.function`. Results equal full recomputation (the tests check logits to 1e-5 and identical
-beams against `AutoRegressiveDecoder` with a full-recompute `predict`).
+Here the source (or prompt) runs through the network once, every attention call's keys and values are
+kept, and each step feeds only the newest token per row — all rows of all inputs and beams in one call of
+a compiled `tf.function`. Both the prefill and the steps run the model's *own* forward steps
+(`Transformer.cached_call`: its embeddings, `apply_main_layers`, final heads), the attention layers taking
+their cache as an argument (`bert4keras_ext.caching`), so what is trained is what is decoded. Results equal
+full recomputation (the tests check logits to 1e-5 and identical beams against `AutoRegressiveDecoder` with
+a full-recompute `predict`); a subclass with a layer the cache cannot carry gets a clear error.
 
     transformer = build_transformer_model(config, ckpt, application='unilm', return_keras_model=False)
     decoder = CachedDecoder(transformer, end_id=tokenizer._token_end_id, maxlen=32)
@@ -22,8 +25,9 @@ would alone.
 
 Speed (BERT-base UniLM, 2 CPU cores, `python benchmarks/bench_decoding.py`): a step is a chain of
 small-row matmuls that reads all ~100M weights, so the work around them decides the rest. The source
-keys/values are kept once per input, not per beam; the generated block is preallocated and written one
-slot per step; Q/K/V are one fused matmul; the step is XLA-compiled (it fuses the ~40 small cache and
+keys/values are kept once per input, not per beam (the cache's prefix block); the rows block is
+preallocated and written one slot per step; Q/K/V are one fused matmul (a per-search constant of the
+attention cache); the tied output matrix is transposed once per search; the step is XLA-compiled (it fuses the ~40 small cache and
 attention ops per layer); shapes stay fixed for a whole search so it compiles once; and the compiled
 function is called as a concrete function (tf.function's per-call dispatch over ~80 arguments cost as
 much as a quarter of a step).
@@ -32,207 +36,119 @@ import numpy as np
 
 from bert4keras_ext import _tf_private
 from bert4keras_ext.backend import keras, ops
+from bert4keras_ext.caching import Decoding, PrefixGrouping, prefix_grouping
 from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, sample_rows
 from bert4keras_ext.decoding_args import (
     check_search_args, check_token_ids_fit, greedy_log_probs, search_temperature, tempered_log_softmax,
 )
+from bert4keras_ext.layers import AttentionMask
 
 __all__ = ['IncrementalModel', 'CachedDecoder']
 
 
 class IncrementalModel:
-    """Step-by-step execution of a built BERT / ALBERT with an MLM head, using a key/value cache.
+    """Step-by-step execution of a built LM / UniLM through its own layers, with a key/value cache.
 
-    The cache has two blocks per layer. The **source** block holds the keys/values of the encoded
-    sources, one row per *input* (never per beam or sample), keys stored transposed (n_inputs, heads,
-    key_size, S) so a step multiplies without transposing, values (n_inputs, heads, S, head_size);
-    it is written once and never copied. The **generated** block holds one row per beam/sample,
-    (rows, heads, key_size, T) / (rows, heads, T, head_size) with T = max_new_tokens: rows follow
-    their parents (beams move) and each step writes one slot. Queries of the rows of an input are
-    grouped to meet their shared source block in one batched matmul. Shapes stay fixed for a whole
-    search (rows padded to n_inputs × rows_per_input), so the XLA-compiled step compiles once.
+    Every step calls `Transformer.cached_call`: the model's own `apply_embeddings` →
+    `apply_main_layers` → `apply_final_layers` on the new token of each row, each attention layer
+    reading and extending its cache (`bert4keras_ext.caching`). So every option of the builder
+    (log-n scale, RealFormer scores, hierarchical positions, ALBERT's shared block, shared segment
+    embeddings) and a user subclass decode with exactly the model they train.
 
-    Visibility: a generated token sees every real source token (its order is above all of them,
-    for 'lm' and 'unilm' alike) and the generated tokens up to itself.
+    The cache has two blocks per attention call. The **prefix** block holds the keys/values of the
+    encoded sources, one row per *input* (never per beam or sample), keys stored transposed (n_inputs,
+    heads, key_size, S) so a step multiplies without transposing; it is written once and never copied.
+    The **rows** block holds one row per beam/sample with T = max_new_tokens slots: rows follow their
+    parents (beams move) and each step writes one slot. Shapes stay fixed for a whole search (rows padded
+    to n_inputs × rows_per_input), so the XLA-compiled step compiles once.
 
     Args:
         transformer: the `Transformer` from `build_transformer_model(..., return_keras_model=False)`
             (with_mlm enabled, as `application='lm'|'unilm'` does by default).
-        mode: 'unilm' or 'lm' (default: taken from the transformer's application).
+        mode: 'unilm' or 'lm' (default: taken from the model's attention mask).
         jit_compile: compile the step with XLA. Measured on 2 CPU cores (BERT-base, benchmarks/
             bench_decoding.py) it fuses the ~40 small attention/cache ops per layer and makes a step
             ~1.35× faster, at a compilation (~10 s for BERT-base) per shape: inputs and source length
             rounded up to powers of two, rows per input, maxlen. The prefill is never compiled.
+        verify: compare the cached model with the full model once, on the first search (a prefill and
+            one step, against `transformer.model`), and raise a clear error if they differ. 'auto' does it
+            when the model class overrides a forward step outside this package or calls a layer class
+            that is neither cache-aware nor known to be position-wise.
     """
 
-    def __init__(self, transformer, mode=None, jit_compile=True):
+    def __init__(self, transformer, mode=None, jit_compile=True, verify='auto'):
         import tensorflow as tf
         if not getattr(transformer, 'with_mlm', False):
             raise ValueError('IncrementalModel needs a model with an MLM head: build it with application='
                              "'unilm' or 'lm' (or with_mlm=True)")
+        if transformer.with_mlm not in (True, 'softmax', 'linear'):
+            raise ValueError("IncrementalModel: the MLM head's activation must be softmax or 'linear' (logits), "
+                             'got with_mlm=%r' % (transformer.with_mlm,))
+        masks = {layer.mode for layer in transformer.layers.values() if isinstance(layer, AttentionMask)}
         if mode is None:
-            names = set(transformer.layers)
-            mode = 'unilm' if 'Attention-UniLM-Mask' in names else 'lm' if 'Attention-LM-Mask' in names else None
+            mode = 'unilm' if 'unilm' in masks else 'lm' if 'lm' in masks else None
             if mode is None:
                 raise ValueError("IncrementalModel: the model has no LM or UniLM mask; build it with "
                                  "application='lm' or 'unilm', or pass mode= explicitly")
         if mode not in ('lm', 'unilm'):
             raise ValueError("IncrementalModel: mode must be 'lm' or 'unilm', got %r" % (mode,))
+        if verify not in ('auto', True, False):
+            raise ValueError("IncrementalModel: verify must be 'auto', True or False, got %r" % (verify,))
         _check_decodable(transformer)
         self.transformer = transformer
         self.mode = mode
         self.jit_compile = bool(jit_compile)
-        layers = transformer.layers
-        self.token_embedding = layers[transformer.prefixed('Embedding-Token')]
-        self.segment_embedding = layers.get(transformer.prefixed('Embedding-Segment'))
-        self.position_embedding = layers[transformer.prefixed('Embedding-Position')]
-        self.embedding_norm = layers[transformer.prefixed('Embedding-Norm')]
-        self.embedding_mapping = layers.get(transformer.prefixed('Embedding-Mapping'))
-        self.blocks = []
-        for i in range(transformer.num_hidden_layers):
-            attention = transformer.attention_layer_name(i)
-            feed_forward = transformer.feed_forward_layer_name(i)
-            self.blocks.append(tuple(layers[transformer.prefixed(n)] for n in (
-                attention, attention + '-Norm', feed_forward, feed_forward + '-Norm')))
-        self.mlm_layers = [layers[transformer.prefixed(n)] for n in ('MLM-Dense', 'MLM-Norm', 'MLM-Bias')]
-        self.residual = bool(transformer.residual_attention_scores)
+        self.position_embedding = transformer.layers.get(transformer.prefixed('Embedding-Position'))
+        self.with_segments = len(transformer.inputs) > 1
+        self._verify = verify
+        self._overrides = _overridden_steps(transformer)
+        self._cache_layers = None  # the cache-aware layer calls, in call order (known after the first prefill)
+        self._unverified_layers = set()
         # the prefill runs once per search: not worth an XLA compilation per source shape
         self._prefill = tf.function(self._prefill_fn, reduce_retracing=True)
         self._step = tf.function(self._step_fn, jit_compile=jit_compile)
         self._concrete_steps = {}
 
-    # ------------------------------------------------------------------------------- network pieces
-    def _embed(self, token_ids, segment_ids, position_ids):
-        x = ops.take(ops.cast(self.token_embedding.embeddings, self.token_embedding.compute_dtype), token_ids, axis=0)
-        if self.segment_embedding is not None:
-            table = ops.cast(self.segment_embedding.embeddings, self.segment_embedding.compute_dtype)
-            x = x + ops.take(table, segment_ids, axis=0)
-        x = x + self.position_embedding.position_embeddings(position_ids=position_ids)
-        x = self.embedding_norm(x)
-        if self.embedding_mapping is not None:
-            x = self.embedding_mapping(x)
-        return x
-
-    def _logits(self, h, output_kernel):
-        """MLM head on (b, d) states; `output_kernel` is the (d, vocab) transposed token embedding."""
-        dense, norm, bias = self.mlm_layers
-        h = norm(dense(h))
-        return ops.cast(bias(ops.matmul(h, ops.cast(output_kernel, h.dtype))), 'float32')
-
-    def _fused_projections(self):
-        """Per block, the query/key/value kernels side by side (d, 2·h·dk + h·dv) and their biases.
-
-        One matmul instead of three: a decoding step is a chain of matrix-vector products whose cost
-        is reading the weights, and three calls read the input three times and pay three call overheads.
-        """
-        kernels, biases = [], []
-        for attention, _, _, _ in self.blocks:
-            denses = (attention.q_dense, attention.k_dense, attention.v_dense)
-            dtype = attention.q_dense.compute_dtype
-            kernels.append(ops.concatenate([ops.cast(d.kernel, dtype) for d in denses], axis=1))
-            biases.append(ops.concatenate([ops.cast(d.bias, dtype) for d in denses], axis=0) if attention.use_bias
-                          else ops.zeros((kernels[-1].shape[1],), dtype))
-        return list(zip(kernels, biases))
-
     # ------------------------------------------------------------------------------- compiled steps
-    def _prefill_fn(self, token_ids, segment_ids, output_kernel):
-        """All source positions at once (b = n_inputs, S). Returns (logits at each row's last real
-        token, source caches [(keys (b, h, dk, S), values (b, h, S, dv))], lengths (b,))."""
-        valid = ops.not_equal(token_ids, 0)
-        n = ops.shape(token_ids)[1]
-        if self.mode == 'unilm':
-            order = ops.cumsum(ops.cast(segment_ids, 'int32'), axis=1)
-        else:
-            order = ops.broadcast_to(ops.arange(n, dtype='int32')[None], ops.shape(token_ids))
-        positions = ops.broadcast_to(ops.arange(n, dtype='int32')[None], ops.shape(token_ids))
-        allowed = ops.logical_and(valid[:, None, :], order[:, None, :] <= order[:, :, None])[:, None]
-        x = self._embed(token_ids, segment_ids, positions)
-        caches, previous_scores = [], None
-        for attention, attention_norm, feed_forward, feed_forward_norm in self.blocks:
-            q, k, v = attention.project(x, x, x)
-            caches.append((ops.transpose(k, (0, 2, 3, 1)), ops.transpose(v, (0, 2, 1, 3))))
-            scores = ops.einsum('bqhd,bkhd->bhqk', q, k)
-            biases = [allowed] + ([previous_scores] if self.residual and previous_scores is not None else [])
-            context, previous_scores = attention.attend(scores, v, biases, training=False)
-            context = ops.reshape(context, tuple(ops.shape(context)[:2]) + (attention.heads * attention.head_size,))
-            x = attention_norm(x + attention.o_dense(context))
-            x = feed_forward_norm(x + feed_forward(x))
-        lengths = ops.sum(ops.cast(valid, 'int32'), axis=1)
-        last = ops.take_along_axis(x, ops.reshape(lengths - 1, (-1, 1, 1)), axis=1)[:, 0]
-        return self._logits(last, output_kernel), caches, lengths
-
-    def _step_fn(self, token_ids, positions, owner, parents, grouped_rows, group_slot, step, source, source_valid,
-                 generated, fused, output_kernel):
-        """One new token per row.
-
-        token_ids, positions, owner (input of each row), parents (generated-cache row each row
-        continues), group_slot (row → slot in the (n_inputs · r, ...) grouping): (rows,).
-        grouped_rows: (n_inputs · r,) row filling each grouping slot, `rows` for an empty slot.
-        step: the slot of the new token in the generated block. source, generated: per layer (keys,
-        values); fused: per layer (kernel, bias) of the fused query/key/value projection.
-        Returns (logits (rows, vocab), generated).
-        """
-        rows = ops.shape(token_ids)[0]
-        segment_id = 1 if self.mode == 'unilm' else 0
-        x = self._embed(token_ids[:, None], ops.full((rows, 1), segment_id, dtype='int32'), positions[:, None])[:, 0]
-        capacity = ops.shape(generated[0][1])[2]
-        # a new token sees its input's real source tokens and the generated slots up to its own
-        allowed = ops.concatenate([ops.take(source_valid, owner, axis=0),
-                                   ops.broadcast_to((ops.arange(capacity) <= step)[None], (rows, capacity))],
-                                  axis=1)[:, None, None, :]
-        new_generated, previous_scores = [], None
-        for i, (attention, attention_norm, feed_forward, feed_forward_norm) in enumerate(self.blocks):
-            qkv = ops.matmul(x, fused[i][0]) + fused[i][1]
-            residual = [previous_scores] if self.residual and previous_scores is not None else []
-            context, k_cache, v_cache, previous_scores = self._cached_attention(
-                attention, qkv, source[i][0], source[i][1], generated[i][0], generated[i][1], allowed, parents,
-                step, grouped_rows, group_slot, *residual)
-            new_generated.append((k_cache, v_cache))
-            x = attention_norm(x + attention.o_dense(context))
-            x = feed_forward_norm(x + feed_forward(x))
-        return self._logits(x, output_kernel), new_generated
+    def _inputs(self, token_ids, segment_ids):
+        return [token_ids, segment_ids] if self.with_segments else [token_ids]
 
     @staticmethod
-    def _cached_attention(attention, qkv, source_k, source_v, k_cache, v_cache, allowed, parents, step,
-                          grouped_rows, group_slot, previous_scores=None):
-        """Attention of one new token per row over the source block and the generated block.
+    def _token_output(outputs):
+        """The per-token distribution among the model's outputs (the last one, as bert4keras' decoders take)."""
+        return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
 
-        qkv (rows, 2·h·dk + h·dv) projections of the new tokens; source_k (n_inputs, h, dk, S),
-        source_v (n_inputs, h, S, dv); k_cache (rows_before, h, dk, T), v_cache (rows_before, h, T, dv)
-        are reordered by `parents` and get the new key/value at slot `step`; allowed (rows, 1, 1, S + T).
-        Returns (context (rows, h·dv), k_cache, v_cache, scores (rows, h, 1, S + T)).
+    def _prefill_fn(self, token_ids, segment_ids):
+        """All source positions at once (b = n_inputs, S). Returns (logits at each row's last real token
+        (b, vocab), caches, lengths (b,))."""
+        outputs, caches, context = self.transformer.cached_call(self._inputs(token_ids, segment_ids))
+        self._cache_layers = context.layers  # Python side effect at trace time: the same on every trace
+        self._unverified_layers = set(context.unverified)
+        logits = ops.cast(self._token_output(outputs), 'float32')
+        lengths = ops.sum(ops.cast(ops.not_equal(token_ids, 0), 'int32'), axis=1)
+        last = ops.take_along_axis(logits, ops.reshape(lengths - 1, (-1, 1, 1)), axis=1)[:, 0]
+        return last, caches, lengths
+
+    def _step_fn(self, token_ids, positions, owner, parents, grouped_rows, group_slot, index, rows_caches,
+                 fixed_caches):
+        """One new token per row.
+
+        token_ids, positions, owner (input of each row), parents (rows-block row each row continues),
+        group_slot (row → slot in the (n_inputs · r, ...) grouping): (rows,). grouped_rows: (n_inputs · r,)
+        row filling each grouping slot, `rows` for an empty slot. index: the slot of the new token in the
+        rows block. rows_caches / fixed_caches: per cache-aware layer call, the parts that follow the rows
+        (reordered by `parents` here) and the parts that do not (prefix blocks, constants).
+        Returns (logits (rows, vocab), rows_caches).
         """
-        rows = ops.shape(qkv)[0]
-        n_inputs = ops.shape(source_k)[0]
-        heads, key_size, head_size = attention.heads, attention.key_size, attention.head_size
-        q = ops.reshape(qkv[:, :heads * key_size], (rows, heads, key_size))
-        k = ops.reshape(qkv[:, heads * key_size:2 * heads * key_size], (rows, heads, key_size, 1))
-        v = ops.reshape(qkv[:, 2 * heads * key_size:], (rows, heads, 1, head_size))
-        k_cache = ops.slice_update(ops.take(k_cache, parents, axis=0), (0, 0, 0, step), ops.cast(k, k_cache.dtype))
-        v_cache = ops.slice_update(ops.take(v_cache, parents, axis=0), (0, 0, step, 0), ops.cast(v, v_cache.dtype))
-        if attention.attention_scale:
-            q = q * ops.cast(1.0 / np.sqrt(key_size), q.dtype)
-
-        def grouped(t):
-            """(rows, h, m) → (n_inputs, h, r, m): each input's rows side by side (zeros pad)."""
-            h, m = ops.shape(t)[1], ops.shape(t)[2]
-            t = ops.take(ops.concatenate([t, ops.zeros_like(t[:1])], axis=0), grouped_rows, axis=0)
-            return ops.transpose(ops.reshape(t, (n_inputs, -1, h, m)), (0, 2, 1, 3))
-
-        def ungrouped(t):
-            """(n_inputs, h, r, m) → (rows, h, m)."""
-            h, m = ops.shape(t)[1], ops.shape(t)[3]
-            return ops.take(ops.reshape(ops.transpose(t, (0, 2, 1, 3)), (-1, h, m)), group_slot, axis=0)
-
-        source_scores = ungrouped(ops.matmul(grouped(q), ops.cast(source_k, q.dtype)))          # (rows, h, S)
-        generated_scores = ops.matmul(q[:, :, None, :], ops.cast(k_cache, q.dtype))[:, :, 0]    # (rows, h, T)
-        scores = ops.concatenate([source_scores, generated_scores], axis=2)[:, :, None, :]
-        biases = [allowed] + ([previous_scores] if previous_scores is not None else [])
-        probs, scores = attention.attention_probs(scores, biases, q.dtype, training=False)
-        n_source = ops.shape(source_scores)[2]
-        context = ungrouped(ops.matmul(grouped(probs[:, :, 0, :n_source]), ops.cast(source_v, q.dtype)))
-        context = context + ops.matmul(probs[:, :, :, n_source:], ops.cast(v_cache, q.dtype))[:, :, 0]
-        return ops.reshape(context, (rows, heads * head_size)), k_cache, v_cache, scores
+        segment_id = 1 if self.mode == 'unilm' else 0
+        rows_caches = [{name: ops.take(t, parents, axis=0) for name, t in part.items()} for part in rows_caches]
+        caches = [dict(fixed, rows=rows) if rows else dict(fixed) for rows, fixed in zip(rows_caches, fixed_caches)]
+        decoding = Decoding(positions[:, None], index, PrefixGrouping(owner, grouped_rows, group_slot))
+        token_ids = token_ids[:, None]
+        outputs, caches, _ = self.transformer.cached_call(
+            self._inputs(token_ids, ops.full(ops.shape(token_ids), segment_id, dtype='int32')), caches, decoding)
+        logits = ops.cast(self._token_output(outputs), 'float32')[:, 0]
+        return logits, [cache.get('rows', {}) for cache in caches]
 
     # ------------------------------------------------------------------------------- public API
     def start(self, token_ids, segment_ids, max_new_tokens, rows_per_input=1):
@@ -255,41 +171,36 @@ class IncrementalModel:
         if max_new_tokens < 1 or rows_per_input < 1:
             raise ValueError('start: max_new_tokens and rows_per_input must be >= 1, got %r and %r'
                              % (max_new_tokens, rows_per_input))
-        limit = self.position_embedding.max_length
-        if int((token_ids != 0).sum(1).max()) + max_new_tokens > limit:
-            raise ValueError('source length + maxlen (%d) exceeds the position table (%d positions); shorten '
-                             'the source or use hierarchical_position=True'
-                             % (int((token_ids != 0).sum(1).max()) + max_new_tokens, limit))
+        if self.position_embedding is not None:
+            limit = self.position_embedding.max_length
+            longest = int((token_ids != 0).sum(1).max())
+            if longest + max_new_tokens > limit:
+                raise ValueError('source length + maxlen (%d) exceeds the position table (%d positions); shorten '
+                                 'the source or use hierarchical_position=True' % (longest + max_new_tokens, limit))
+        original = (token_ids, segment_ids)
         pad = -token_ids.shape[1] % 16
         token_ids = np.pad(token_ids, [(0, 0), (0, pad)])
         segment_ids = np.pad(segment_ids, [(0, 0), (0, pad)])
-        # A materialised (d, vocab) copy of the tied output matrix, made once per search: TensorFlow's
-        # CPU matmul with a transposed right operand is ~10× slower for the few rows of a decoding step.
-        output_kernel = tf.identity(tf.transpose(self.token_embedding.embeddings))
-        logits, source, lengths = self._prefill(tf.constant(token_ids), tf.constant(segment_ids), output_kernel)
+        logits, caches, lengths = self._prefill(tf.constant(token_ids), tf.constant(segment_ids))
         n_inputs, length = token_ids.shape
-        valid = token_ids != 0
+        prefix_rows, prefix_length = n_inputs, length
         if self.jit_compile:
-            # Few shapes for the compiled step (one XLA compilation each): the source block is padded
-            # to a power-of-two length and number of inputs with invisible zero slots, so a stream of
-            # batches with varying lengths and a short last batch reuses a handful of compilations.
-            to_inputs, to_length = _power_of_two(n_inputs), _power_of_two(length)
-            source = [(tf.pad(k, [[0, to_inputs - n_inputs], [0, 0], [0, 0], [0, to_length - length]]),
-                       tf.pad(v, [[0, to_inputs - n_inputs], [0, 0], [0, to_length - length], [0, 0]]))
-                      for k, v in source]
-            valid = np.pad(valid, [(0, to_inputs - n_inputs), (0, to_length - length)])
-        state = {'source': source, 'source_valid': tf.constant(valid),
-                 'fused': self._fused_projections(), 'output_kernel': output_kernel,
-                 'owner': np.arange(n_inputs), 'positions': np.asarray(lengths), 'step': 0,
-                 'max_new_tokens': int(max_new_tokens), 'width': int(rows_per_input)}
-        state['generated'] = self._empty_generated(len(valid) * state['width'], max_new_tokens, source[0][0].dtype)
-        return np.asarray(logits), state
-
-    def _empty_generated(self, rows, capacity, dtype):
-        """Zero generated blocks, per layer: keys (rows, h, dk, T), values (rows, h, T, dv)."""
-        import tensorflow as tf
-        return [(tf.zeros((rows, a.heads, a.key_size, capacity), dtype),
-                 tf.zeros((rows, a.heads, capacity, a.head_size), dtype)) for a, _, _, _ in self.blocks]
+            # Few shapes for the compiled step (one XLA compilation each): the prefix block is padded
+            # to a power-of-two length and number of inputs with invisible slots, so a stream of batches
+            # with varying lengths and a short last batch reuses a handful of compilations.
+            prefix_rows, prefix_length = _power_of_two(n_inputs), _power_of_two(length)
+        width = int(rows_per_input)
+        continued = [layer.continue_cache(cache, prefix_rows * width, int(max_new_tokens), prefix_rows, prefix_length)
+                     for layer, cache in zip(self._cache_layers, caches)]
+        state = {'rows_caches': [c.get('rows', {}) for c in continued],
+                 'fixed_caches': [{k: v for k, v in c.items() if k != 'rows'} for c in continued],
+                 'n_prefix': prefix_rows, 'owner': np.arange(n_inputs), 'positions': np.asarray(lengths), 'step': 0,
+                 'max_new_tokens': int(max_new_tokens), 'width': width}
+        logits = np.asarray(logits)
+        if self._verify is True or (self._verify == 'auto' and (self._overrides or self._unverified_layers)):
+            self._check_against_full_model(original, logits, state)
+            self._verify = False
+        return logits, state
 
     def step(self, token_ids, state, rows=None):
         """Feed one token per row (after reordering rows by `rows`); returns (logits, new state)."""
@@ -304,29 +215,29 @@ class IncrementalModel:
         if len(rows) and (rows.min() < 0 or rows.max() >= current):
             raise ValueError('step: rows must index the %d current rows, got %s' % (current, rows))
         owner, positions = state['owner'][rows], state['positions'][rows]
-        n_inputs = int(state['source_valid'].shape[0])
-        generated, width = state['generated'], state['width']
-        most = int(np.bincount(owner, minlength=n_inputs).max()) if len(owner) else 0
+        n_prefix = state['n_prefix']
+        rows_caches, width = state['rows_caches'], state['width']
+        most = int(np.bincount(owner, minlength=n_prefix).max()) if len(owner) else 0
         if most > width:  # more rows than announced: a bigger (re-compiled) shape for the rest of the search
+            extra = n_prefix * (most - width)
             width = most
-            extra = self._empty_generated(n_inputs * width - generated[0][0].shape[0], state['max_new_tokens'],
-                                          generated[0][0].dtype)
-            generated = [(tf.concat([k, more_k], 0), tf.concat([v, more_v], 0))
-                         for (k, v), (more_k, more_v) in zip(generated, extra)]
-        capacity = n_inputs * width
+            rows_caches = [{name: tf.concat([t, tf.zeros((extra,) + tuple(t.shape[1:]), t.dtype)], 0)
+                            for name, t in part.items()} for part in rows_caches]
+        capacity = n_prefix * width
         padding = capacity - len(rows)
 
         def padded(values):
             return tf.constant(np.concatenate([values, np.zeros(padding, dtype='int64')]).astype('int32'))
 
-        grouped_rows, group_slot = _grouping(owner, n_inputs, width, capacity)
+        grouped_rows, group_slot = prefix_grouping(owner, n_prefix, width, capacity)
         args = (padded(token_ids), padded(positions), padded(owner), padded(rows), tf.constant(grouped_rows),
-                tf.constant(group_slot), tf.constant(state['step'], dtype='int32'), state['source'],
-                state['source_valid'], generated, state['fused'], state['output_kernel'])
-        key = (capacity, n_inputs) + tuple(state['source'][0][0].shape) + tuple(generated[0][0].shape)
-        logits, generated = self._call_step(key, args)
-        new_state = dict(state, generated=generated, owner=owner, positions=positions + 1, step=state['step'] + 1,
-                         width=width)
+                tf.constant(group_slot), tf.constant(state['step'], dtype='int32'), rows_caches,
+                state['fixed_caches'])
+        key = (capacity, n_prefix) + tuple(tuple(t.shape) for part in rows_caches + state['fixed_caches']
+                                           for t in tf.nest.flatten(part))
+        logits, rows_caches = self._call_step(key, args)
+        new_state = dict(state, rows_caches=rows_caches, owner=owner, positions=positions + 1,
+                         step=state['step'] + 1, width=width)
         return np.asarray(logits)[:len(rows)], new_state
 
     def _call_step(self, key, args):
@@ -359,34 +270,78 @@ class IncrementalModel:
             return _tf_private.call_concrete_flat(concrete, args)
         return concrete(*args)
 
+    # ------------------------------------------------------------------------------- verification
+    def _check_against_full_model(self, sources, logits, state):
+        """Compare a prefill and one step with `transformer.model` on the whole sequences; raise a clear
+        error if they differ (the model does something the cache does not carry)."""
+        token_ids, segment_ids = sources
+        model = self.transformer.model
+        dtype = keras.backend.standardize_dtype(self.transformer.layers[
+            self.transformer.prefixed('Embedding-Token')].compute_dtype) if \
+            self.transformer.prefixed('Embedding-Token') in self.transformer.layers else 'float32'
+        tolerance = 1e-4 if dtype == 'float32' else 2e-2
+        n_inputs = len(token_ids)
+        extra = [int(ids[0]) for ids in token_ids]  # any valid token will do: here each source's first
+        step_logits, _ = self.step(np.array(extra), state, rows=np.arange(n_inputs))
+        worst = 0.0
+        for i in range(n_inputs):
+            length = int((token_ids[i] != 0).sum())
+            ids, segments = token_ids[i, :length], segment_ids[i, :length]
+            for got, sequence, segment in ((logits[i], ids, segments),
+                                           (step_logits[i], np.append(ids, extra[i]),
+                                            np.append(segments, 1 if self.mode == 'unilm' else 0))):
+                inputs = self._inputs(np.array([sequence], 'float32'), np.array([segment], 'float32'))
+                expected = np.asarray(self._token_output(model(inputs, training=False)), 'float64')[0, -1]
+                if self.transformer.with_mlm == 'linear':
+                    expected = expected - expected.max()
+                    expected = np.exp(expected) / np.exp(expected).sum()
+                got = np.exp(got - got.max())
+                worst = max(worst, float(np.abs(got / got.sum() - expected).max()))
+        if not worst <= tolerance:
+            reasons = []
+            if self._overrides:
+                reasons.append('it overrides %s' % ', '.join(self._overrides))
+            if self._unverified_layers:
+                reasons.append('it calls layers without a decoding cache that may mix positions: %s'
+                               % ', '.join(sorted(self._unverified_layers)))
+            raise NotImplementedError(
+                'CachedDecoder: %s decoded with the key/value cache gives next-token probabilities that differ '
+                'from the full model by up to %.3g (%s). Layers that mix positions must be cache-aware '
+                '(see bert4keras_ext.caching) and be created through Transformer.apply. Decode this model with '
+                'an AutoRegressiveDecoder subclass whose predict() calls model.predict on the whole sequence '
+                '(full recomputation) instead.' % (type(self.transformer).__name__, worst,
+                                                   '; '.join(reasons) or 'no reason found'))
 
-# The Transformer steps whose computation IncrementalModel reproduces; a subclass overriding one of them
-# would be decoded without its change, so it is refused instead.
+
+# The Transformer steps of the forward pass: a subclass overriding one of them outside this package is
+# decoded through its own code, and checked once against the full model (`verify='auto'`).
 _FORWARD_STEPS = ('get_inputs', 'apply_embeddings', 'apply_main_layers', 'apply_final_layers', 'call',
-                  'compute_attention_bias', 'make_attention_bias', 'apply_layer_norm', 'attention_layer_name',
-                  'feed_forward_layer_name')
+                  'compute_attention_bias', 'make_attention_bias', 'apply_layer_norm', 'apply',
+                  'attention_layer_name', 'feed_forward_layer_name')
+
+
+def _overridden_steps(transformer):
+    """'Class.step' for each forward step a class outside the package's own modules overrides."""
+    from bert4keras_ext import models
+    found = []
+    for step in _FORWARD_STEPS:
+        owner = next((c for c in type(transformer).__mro__ if step in c.__dict__), None)
+        if owner is not None and owner.__module__ != models.__name__:
+            found.append('%s.%s()' % (owner.__qualname__, step))
+    return found
 
 
 def _check_decodable(transformer):
-    """Refuse models whose forward pass the cached step does not reproduce (a clear error, never a
-    silently different model)."""
-    from bert4keras_ext import models
-    cls = type(transformer)
-    for step in _FORWARD_STEPS:
-        owner = next((c for c in cls.__mro__ if step in c.__dict__), None)
-        if owner is not None and owner.__module__ != models.__name__:
-            raise NotImplementedError(
-                'CachedDecoder: %s overrides %s() (in %s.%s), and the cached decoding step reproduces only '
-                "the package's own forward pass, so it would decode a different model. Decode with an "
-                'AutoRegressiveDecoder subclass whose predict() calls model.predict on the whole sequence '
-                '(full recomputation) instead.' % (cls.__name__, step, owner.__module__, owner.__qualname__))
+    """Refuse what the decoder cannot feed: extra model inputs and conditional layer normalisation."""
     unsupported = []
     if getattr(transformer, 'layer_norm_conds', [None])[0] is not None:
         unsupported.append('layer_norm_cond (Conditional LayerNorm)')
     if getattr(transformer, 'custom_position_ids', False):
         unsupported.append('custom_position_ids')
-    if getattr(transformer, 'shared_segment_embeddings', False):
-        unsupported.append('shared_segment_embeddings')
+    expected = 1 + (getattr(transformer, 'segment_vocab_size', 0) > 0)
+    if not unsupported and len(transformer.inputs) != expected:
+        unsupported.append('inputs other than token ids and segment ids (%s)'
+                           % ', '.join(getattr(t, 'name', str(t)) for t in transformer.inputs[expected:]))
     if unsupported:
         raise NotImplementedError(
             'CachedDecoder does not support models built with %s; decode them with an AutoRegressiveDecoder '
@@ -398,22 +353,6 @@ def _power_of_two(n):
     return 1 << max(int(n) - 1, 0).bit_length()
 
 
-def _grouping(owner, n_inputs, width, capacity):
-    """Rows of each input side by side, `width` slots per input: (grouped_rows (n_inputs · width,),
-    group_slot (capacity,)). Empty grouping slots point at row `capacity` (a zero pad row); padding
-    rows (after the real ones) read slot 0 and are ignored."""
-    rank = np.zeros(len(owner), dtype='int32')
-    seen = np.zeros(n_inputs, dtype='int32')
-    for row, input_index in enumerate(owner):
-        rank[row] = seen[input_index]
-        seen[input_index] += 1
-    group_slot = np.zeros(capacity, dtype='int32')
-    group_slot[:len(owner)] = owner * width + rank
-    grouped_rows = np.full(n_inputs * width, capacity, dtype='int32')
-    grouped_rows[group_slot[:len(owner)]] = np.arange(len(owner), dtype='int32')
-    return grouped_rows, group_slot
-
-
 class CachedDecoder(AutoRegressiveDecoder):
     """`beam_search` / `random_sample` (bert4keras semantics) on a cached BERT-family LM or UniLM.
 
@@ -422,10 +361,11 @@ class CachedDecoder(AutoRegressiveDecoder):
     (preceded by `start_id` when one is given, as in bert4keras).
     """
 
-    def __init__(self, transformer, end_id, maxlen, start_id=None, minlen=1, mode=None, jit_compile=True):
+    def __init__(self, transformer, end_id, maxlen, start_id=None, minlen=1, mode=None, jit_compile=True,
+                 verify='auto'):
         super().__init__(start_id=start_id, end_id=end_id, maxlen=maxlen, minlen=minlen)
         self.engine = transformer if isinstance(transformer, IncrementalModel) else \
-            IncrementalModel(transformer, mode=mode, jit_compile=jit_compile)
+            IncrementalModel(transformer, mode=mode, jit_compile=jit_compile, verify=verify)
 
     def _start(self, batch_inputs, rows_per_input):
         from bert4keras_ext.snippets import sequence_padding

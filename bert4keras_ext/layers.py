@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from bert4keras_ext.backend import get_activation, keras, mask_value, ops
+from bert4keras_ext.caching import pad_axis, write_slots, grouped_matmul
 
 __all__ = [
     'Add', 'Embedding', 'BiasAdd', 'PositionEmbedding', 'LayerNormalization', 'MultiHeadAttention',
@@ -18,6 +19,12 @@ __all__ = [
 ]
 
 register = keras.saving.register_keras_serializable(package='bert4keras_ext')
+
+
+def _materialised(t):
+    """`t` as a tensor of its own (a transposed view becomes a contiguous copy on TensorFlow)."""
+    import tensorflow as tf
+    return tf.identity(t)
 
 
 def _is_16bit(dtype):
@@ -58,13 +65,27 @@ class Embedding(keras.layers.Embedding):
     mode the incoming mask is passed through.
     """
 
-    def call(self, inputs, mode='embedding'):
+    # Cached decoding (see `bert4keras_ext.caching`): the output projection keeps a materialised transposed
+    # matrix for the whole search.
+    supports_decoding_cache = True
+
+    def call(self, inputs, mode='embedding', cache=None, decoding=None):
         if mode == 'embedding':
-            return super().call(self._checked_ids(inputs))
+            outputs = super().call(self._checked_ids(inputs))
+            return outputs if decoding is None else (outputs, {})
         if mode != 'dense':
             raise ValueError("Embedding.call: mode must be 'embedding' or 'dense', got %r" % (mode,))
         kernel = ops.cast(self.embeddings, self.compute_dtype)
-        return ops.matmul(inputs, ops.transpose(kernel))
+        if decoding is None:
+            return ops.matmul(inputs, ops.transpose(kernel))
+        # A (d, vocab) copy of the transposed matrix, made once per search: TensorFlow's CPU matmul with a
+        # transposed right operand is ~10x slower for the few rows of a decoding step.
+        constants = (cache or {}).get('constants') or {'transposed': _materialised(ops.transpose(kernel))}
+        return ops.matmul(inputs, constants['transposed']), {'constants': constants}
+
+    def continue_cache(self, cache, rows, capacity, prefix_rows=None, prefix_length=None):
+        """Only the constants carry over (see `bert4keras_ext.caching`)."""
+        return {'constants': cache['constants']} if cache.get('constants') else {}
 
     def _checked_ids(self, ids):
         """`ids` as int32, after checking they are whole numbers in [0, input_dim).
@@ -214,7 +235,15 @@ class PositionEmbedding(keras.layers.Layer):
             return table[:seq_len]
         return ops.take(table, ops.cast(position_ids, 'int32'), axis=0)
 
-    def call(self, inputs):
+    # Cached decoding: the new tokens sit at `decoding.positions`, not at 0..n-1.
+    uses_decoding_positions = True
+
+    def call(self, inputs, decoding=None):
+        if decoding is not None:
+            if self.custom_position_ids:
+                raise NotImplementedError('%s: cached decoding does not support custom_position_ids' % self.name)
+            pos = self.position_embeddings(position_ids=decoding.positions)
+            return self._merge(inputs, pos)
         if self.custom_position_ids:
             inputs, position_ids = inputs
             # what must fit in the table is the largest id, whatever the sequence length
@@ -228,6 +257,9 @@ class PositionEmbedding(keras.layers.Layer):
             seq_len = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
             seq_len = self._check_length(seq_len)
             pos = ops.expand_dims(self.position_embeddings(seq_len=seq_len), 0)
+        return self._merge(inputs, pos)
+
+    def _merge(self, inputs, pos):
         if self.merge_mode == 'add':
             return inputs + pos
         if self.merge_mode == 'mul':
@@ -425,11 +457,17 @@ class MultiHeadAttention(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(self.attention_dropout or 0.0)
         self.seed_generator = keras.random.SeedGenerator()
 
-    def call(self, inputs, mask=None, training=None):
+    # Cached decoding (see `bert4keras_ext.caching`): `layer(inputs, cache=..., decoding=...)` attends the new
+    # tokens over the cached keys/values and returns (outputs, cache).
+    supports_decoding_cache = True
+
+    def call(self, inputs, mask=None, training=None, cache=None, decoding=None):
         q, k, v = inputs[:3]
         biases = list(inputs[3:])
         if not biases and isinstance(mask, (list, tuple)) and len(mask) > 2 and mask[2] is not None:
             biases.append(mask[2][:, None, None, :])  # Keras mask of the values = padded keys
+        if decoding is not None:
+            return self._cached_attention(q, k, v, biases, cache, decoding)
         if not (self.recompute and training):
             return self._attention(q, k, v, biases, training=training)
         # Rematerialisation: keep only the inputs and recompute the projections, scores and
@@ -454,13 +492,23 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def project(self, q, k, v):
         """Per-head projections: query (b, n, h, dk), already scaled when `attention_scale`, key
-        (b, m, h, dk) and value (b, m, h, dv). The key-value cache of `generation` stores these."""
+        (b, m, h, dk) and value (b, m, h, dv)."""
         qw = self._split_heads(self.q_dense(q), self.key_size)
         kw = self._split_heads(self.k_dense(k), self.key_size)
         vw = self._split_heads(self.v_dense(v), self.head_size)
+        qw, kw = self.apply_positions(qw, kw, None)
+        return self._scaled(qw), kw, vw
+
+    def _scaled(self, qw):
         if self.attention_scale:
-            qw = qw * ops.cast(1.0 / math.sqrt(self.key_size), qw.dtype)  # cheaper on q than on scores
-        return qw, kw, vw
+            return qw * ops.cast(1.0 / math.sqrt(self.key_size), qw.dtype)  # cheaper on q than on scores
+        return qw
+
+    def apply_positions(self, qw, kw, positions):
+        """Position-dependent transform of the per-head queries (b, n, h, dk) and keys (b, n, h, dk) of tokens
+        at `positions` (b, n) int32 (None: 0..n-1), before scaling; identity here. A subclass (rotary
+        positions) overrides it, and training and cached decoding both go through it."""
+        return qw, kw
 
     def _attention(self, q, k, v, biases, training=None, dropout_keep=None):
         qw, kw, vw = self.project(q, k, v)
@@ -487,8 +535,8 @@ class MultiHeadAttention(keras.layers.Layer):
         """The attention weights (b, h, n, m) in `dtype` and the scores plus float biases.
 
         Bool biases are AND-ed into one visibility mask, float biases added; 'softmax_plus' multiplies
-        the logits by log(max(visible keys, 16)) / log(scale_base). The key-value cache of
-        `generation.IncrementalModel` calls this directly (its values live in two blocks).
+        the logits by log(max(visible keys, 16)) / log(scale_base). The cached path calls this too (its
+        keys live in two blocks: a shared prefix and the rows block).
         """
         scores = ops.cast(scores, 'float32')
         allowed = None
@@ -514,6 +562,78 @@ class MultiHeadAttention(keras.layers.Layer):
         else:
             probs = self.dropout(probs, training=training)
         return probs, scores
+
+    # ------------------------------------------------------------------------------- cached decoding
+    def decoding_constants(self):
+        """Per search: the query/key/value kernels side by side (d, 2·h·dk + h·dv) and their biases.
+
+        One matmul instead of three: a decoding step is a chain of matrix-vector products whose cost is
+        reading the weights, and three calls read the input three times and pay three call overheads.
+        """
+        dtype = self.q_dense.compute_dtype
+        denses = (self.q_dense, self.k_dense, self.v_dense)
+        kernel = ops.concatenate([ops.cast(d.kernel, dtype) for d in denses], axis=1)
+        bias = (ops.concatenate([ops.cast(d.bias, dtype) for d in denses], axis=0) if self.use_bias
+                else ops.zeros((kernel.shape[1],), dtype))
+        return {'qkv_kernel': kernel, 'qkv_bias': bias}
+
+    def _cached_attention(self, q, k, v, biases, cache, decoding):
+        """Self-attention of the new tokens q = k = v (rows, n, d) over the cached keys/values and themselves.
+
+        cache['rows']: 'key' (rows, h, dk, T) (stored transposed, so a step multiplies without
+        transposing) and 'value' (rows, h, T, dv); the new keys/values are written at slots
+        decoding.index .. index + n. cache['prefix'] (optional): the same for a shared prefix, one row per
+        input, met through `decoding.grouping`. Biases cover the prefix slots then the rows slots
+        (rows, 1|h, n, S + T). Returns (outputs, cache).
+        """
+        if k is not q or v is not q:
+            raise NotImplementedError('%s: cached decoding supports self-attention (query = key = value) only'
+                                      % self.name)
+        cache = cache or {}
+        constants = cache.get('constants') or self.decoding_constants()
+        heads, key_size, head_size = self.heads, self.key_size, self.head_size
+        qkv = ops.matmul(q, constants['qkv_kernel']) + constants['qkv_bias']            # (rows, n, ·)
+        rows, n = ops.shape(qkv)[0], ops.shape(qkv)[1]
+        qw = ops.reshape(qkv[..., :heads * key_size], (rows, n, heads, key_size))
+        kw = ops.reshape(qkv[..., heads * key_size:2 * heads * key_size], (rows, n, heads, key_size))
+        vw = ops.reshape(qkv[..., 2 * heads * key_size:], (rows, n, heads, head_size))
+        qw, kw = self.apply_positions(qw, kw, decoding.positions)
+        qw = ops.transpose(self._scaled(qw), (0, 2, 1, 3))                                # (rows, h, n, dk)
+        kw = ops.transpose(kw, (0, 2, 3, 1))                                              # (rows, h, dk, n)
+        vw = ops.transpose(vw, (0, 2, 1, 3))                                              # (rows, h, n, dv)
+        if cache.get('rows') is None:
+            key, value = kw, vw
+        else:
+            key = write_slots(cache['rows']['key'], kw, decoding.index, axis=3)
+            value = write_slots(cache['rows']['value'], vw, decoding.index, axis=2)
+        scores = ops.matmul(qw, ops.cast(key, qw.dtype))                                   # (rows, h, n, T)
+        prefix = cache.get('prefix')
+        if prefix is not None:
+            scores = ops.concatenate([grouped_matmul(qw, prefix['key'], decoding.grouping), scores], axis=3)
+        probs, scores = self.attention_probs(scores, biases, qw.dtype, training=False)
+        if prefix is None:
+            context = ops.matmul(probs, ops.cast(value, qw.dtype))
+        else:
+            n_prefix = ops.shape(prefix['key'])[3]
+            context = (grouped_matmul(probs[..., :n_prefix], prefix['value'], decoding.grouping)
+                       + ops.matmul(probs[..., n_prefix:], ops.cast(value, qw.dtype)))   # (rows, h, n, dv)
+        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, n, heads * head_size))
+        output = self.o_dense(context)
+        new_cache = {'rows': {'key': key, 'value': value}, 'constants': constants}
+        if prefix is not None:
+            new_cache['prefix'] = prefix
+        return ([output, scores] if self.return_attention_scores else output), new_cache
+
+    def continue_cache(self, cache, rows, capacity, prefix_rows=None, prefix_length=None):
+        """The cache of a prefill → the cache of the steps after it (see `bert4keras_ext.caching`)."""
+        key, value = cache['rows']['key'], cache['rows']['value']
+        prefix_rows = prefix_rows or key.shape[0]
+        prefix_length = prefix_length or key.shape[3]
+        prefix = {'key': pad_axis(pad_axis(key, 0, prefix_rows), 3, prefix_length),
+                  'value': pad_axis(pad_axis(value, 0, prefix_rows), 2, prefix_length)}
+        empty = {'key': ops.zeros((rows, self.heads, self.key_size, capacity), key.dtype),
+                 'value': ops.zeros((rows, self.heads, capacity, self.head_size), value.dtype)}
+        return {'prefix': prefix, 'rows': empty, 'constants': cache['constants']}
 
     def _split_heads(self, x, size):
         return ops.reshape(x, tuple(ops.shape(x)[:2]) + (self.heads, size))
@@ -667,11 +787,16 @@ class AttentionMask(keras.layers.Layer):
             raise ValueError('AttentionMask: mode must be one of %s, got %r' % (self.MODES, mode))
         self.mode = mode
 
-    def call(self, inputs):
+    # Cached decoding (see `bert4keras_ext.caching`): the mask of the new tokens over the cached ones.
+    supports_decoding_cache = True
+
+    def call(self, inputs, cache=None, decoding=None):
         if self.mode == 'unilm':
             token_ids, segment_ids = inputs
         else:
             token_ids = inputs
+        if decoding is not None:
+            return self._cached_mask(token_ids, segment_ids if self.mode == 'unilm' else None, cache, decoding)
         allowed = ops.not_equal(token_ids, 0)[:, None, None, :]  # (b, 1, 1, n)
         if self.mode == 'lm':
             n = ops.shape(token_ids)[1]
@@ -681,6 +806,56 @@ class AttentionMask(keras.layers.Layer):
             c = ops.cumsum(ops.cast(segment_ids, 'int32'), axis=1)
             allowed = ops.logical_and(allowed, (c[:, None, :] <= c[:, :, None])[:, None])
         return allowed
+
+    def _cached_mask(self, token_ids, segment_ids, cache, decoding):
+        """The mask (rows, 1, n, S + T) of the new tokens over the prefix slots and the rows slots.
+
+        Every token has an *order*: its position for 'lm', the running count of segment-1 tokens for
+        'unilm' (0 for all in 'padding' mode); a query sees the valid keys whose order is <= its own, which
+        is the rule of the full masks above. cache['rows']: 'order' (rows, T) int32, 'valid' (rows, T) bool,
+        'last' (rows,) int32 (the order of each row's latest token); cache['prefix']: 'order', 'valid' of a
+        shared prefix (one row per input).
+        """
+        cache = cache or {}
+        rows_cache = cache.get('rows')
+        token_ids = ops.cast(token_ids, 'int32')
+        valid = ops.not_equal(token_ids, 0)
+        last = rows_cache['last'] if rows_cache is not None else ops.zeros((ops.shape(token_ids)[0],), 'int32')
+        if self.mode == 'lm':
+            order = ops.cast(decoding.positions, 'int32')
+        elif self.mode == 'unilm':
+            order = last[:, None] + ops.cumsum(ops.cast(segment_ids, 'int32'), axis=1)
+        else:
+            order = ops.zeros_like(token_ids)
+        if rows_cache is None:
+            key_order, key_valid = order, valid
+        else:
+            key_order = write_slots(rows_cache['order'], order, decoding.index, axis=1)
+            key_valid = write_slots(rows_cache['valid'], valid, decoding.index, axis=1)
+        allowed = ops.logical_and(key_valid[:, None, :], key_order[:, None, :] <= order[:, :, None])
+        prefix = cache.get('prefix')
+        if prefix is not None:
+            owner = decoding.grouping.owner
+            prefix_order = ops.take(prefix['order'], owner, axis=0)
+            prefix_valid = ops.take(prefix['valid'], owner, axis=0)
+            allowed = ops.concatenate([ops.logical_and(prefix_valid[:, None, :],
+                                                       prefix_order[:, None, :] <= order[:, :, None]), allowed],
+                                      axis=2)
+        new_cache = {'rows': {'order': key_order, 'valid': key_valid, 'last': order[:, -1]}}
+        if prefix is not None:
+            new_cache['prefix'] = prefix
+        return allowed[:, None], new_cache
+
+    def continue_cache(self, cache, rows, capacity, prefix_rows=None, prefix_length=None):
+        """The cache of a prefill → the cache of the steps after it (see `bert4keras_ext.caching`)."""
+        order, valid = cache['rows']['order'], cache['rows']['valid']
+        prefix_rows = prefix_rows or order.shape[0]
+        prefix_length = prefix_length or order.shape[1]
+        prefix = {'order': pad_axis(pad_axis(order, 0, prefix_rows), 1, prefix_length),
+                  'valid': pad_axis(pad_axis(valid, 0, prefix_rows), 1, prefix_length, value=False)}
+        empty = {'order': ops.zeros((rows, capacity), 'int32'), 'valid': ops.zeros((rows, capacity), 'bool'),
+                 'last': pad_axis(cache['rows']['last'], 0, rows)}
+        return {'prefix': prefix, 'rows': empty}
 
     def compute_mask(self, inputs, mask=None):
         return None

@@ -14,6 +14,7 @@ loading keeps working.
 import numpy as np
 
 from bert4keras_ext.backend import get_activation, keras
+from bert4keras_ext.caching import Decoding, DecodingContext
 from bert4keras_ext.checkpoints import (
     CheckpointError, CheckpointMismatchError, CheckpointReader, load_config, write_checkpoint,
 )
@@ -21,6 +22,8 @@ from bert4keras_ext.formats import (
     TRANSPOSED, VOCAB_ROWS, describe_layout, detect_family, encoder_layer_indices,
     variable_mapping as table_variable_mapping,
 )
+from bert4keras_ext.hf_checkpoints import hf_config_path, is_hf_checkpoint, load_hf_config, load_hf_weights
+from bert4keras_ext.hf_save import write_hf_directory
 from bert4keras_ext.layers import (
     Add, AttentionMask, BiasAdd, Embedding, ExtractToken, FeedForward, LayerNormalization, MultiHeadAttention,
     PositionEmbedding,
@@ -105,8 +108,9 @@ class Transformer:
             layer_norm_cond_hidden_act: activation of the bottleneck (default 'linear').
             additional_input_layers: Input tensor(s) appended to the model's inputs (typically the
                 Input that `layer_norm_cond` is computed from).
-            attention_caches: bert4keras' static key/value caches; not supported here (decoding caches
-                live in `bert4keras_ext.generation.CachedDecoder`), so a value raises an error.
+            attention_caches: bert4keras' static key/value caches; not supported here (decoding caches are
+                an argument of the layers: `Transformer.cached_call`, used by
+                `bert4keras_ext.generation.CachedDecoder`), so a value raises an error.
 
         With `recompute=True` (bert4keras' RECOMPUTE=1, as an argument) every attention and
         feed-forward layer is rematerialised: its internals (attention scores and probabilities, the
@@ -178,10 +182,53 @@ class Transformer:
         name = self.prefixed(kwargs.get('name'))
         kwargs['name'] = name
         if name not in self.layers:
+            if self._decoding_context is not None:
+                raise RuntimeError('cached decoding: the forward pass asked for a layer %r that the built model '
+                                   'does not have; the decoding steps must build the same layers as training'
+                                   % name)
             self.layers[name] = layer(**kwargs)
         if inputs is None:
             return self.layers[name]
+        if self._decoding_context is not None:
+            return self._decoding_context.call(self.layers[name], inputs, arguments)
         return self.layers[name](inputs, **arguments)
+
+    # ----------------------------------------------------------------------------------- cached decoding
+    _decoding_context = None  # set while `cached_call` runs the forward steps
+
+    def cached_call(self, inputs, caches=None, decoding=None, logits=True):
+        """Run this model's own forward steps (`call`: embeddings → main layers → final layers) on the new
+        tokens of each row, with a key/value cache per attention call (see `bert4keras_ext.caching`).
+
+        Args:
+            inputs: the model's inputs for the new tokens, e.g. [token_ids (rows, n), segment_ids (rows, n)].
+            caches: the caches returned by an earlier call, or None to start (a prefill: the inputs are
+                whole sequences from position 0).
+            decoding: a `caching.Decoding` (positions of the new tokens, write slot, prefix grouping);
+                None for a prefill.
+            logits: the final softmax of a head is skipped, so the outputs are logits.
+        Returns:
+            (outputs, caches, context): the model's outputs for the new tokens, the updated caches (one per
+            cache-aware layer call, in call order) and the `caching.DecodingContext` (which layers were
+            called; which layer classes are neither cache-aware nor known to be position-wise).
+
+        Training, inference and decoding thus share one definition of the model: a subclass that
+        changes a step decodes with its change.
+        """
+        if not self.built:
+            raise RuntimeError('cached_call: build the model first (build_transformer_model does)')
+        if decoding is None:
+            decoding = Decoding.prefill(inputs[0])
+        context = DecodingContext(caches, decoding, logits=logits, position_wise=_POSITION_WISE_LAYERS)
+        saved = dict(self.__dict__)  # the steps set attributes (attention bias, RealFormer scores): restored
+        self._decoding_context = context
+        try:
+            outputs = self.call(inputs)
+        finally:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+        context.finish()
+        return outputs, context.caches, context
 
     def get_inputs(self):
         raise NotImplementedError('%s must implement get_inputs() (abstract step of Transformer)' % type(self).__name__)
@@ -599,6 +646,10 @@ class UniLM_Mask:
             raise ValueError("application='unilm' needs segment ids (segment_vocab_size > 0)")
         return self.apply([token_ids, segment_ids], AttentionMask, mode='unilm', name='Attention-UniLM-Mask')
 
+
+# Layers that act on each position alone: cached decoding runs them unchanged on the new tokens.
+_POSITION_WISE_LAYERS = (Add, BiasAdd, Embedding, FeedForward, LayerNormalization, keras.layers.Dense,
+                         keras.layers.Dropout, keras.layers.Activation)
 
 MODELS = {
     'bert': BERT,

@@ -403,23 +403,68 @@ def test_cached_decoder_errors(tiny_bert):
         decoder.beam_search([[101] + [200] * 15 + [102], [0] * 17], topk=2)
 
 
-def test_cached_decoding_refuses_what_it_would_decode_differently(tiny_bert):
-    """A subclass that changes a forward step, or an option the cached step does not reproduce, gets a
-    clear error instead of a silently different model."""
+class PositionScale(keras.layers.Layer):
+    """A user's position-wise layer (x * 1.5): unknown to the package, so the decoder checks it once."""
+    supports_masking = True
+
+    def call(self, x):
+        return x * 1.5
+
+
+class CumulativeMean(keras.layers.Layer):
+    """A user's layer that mixes positions (running mean over the sequence) without a decoding cache."""
+    supports_masking = True
+
+    def call(self, x):
+        steps = keras.ops.cast(keras.ops.arange(1, keras.ops.shape(x)[1] + 1), x.dtype)[None, :, None]
+        return keras.ops.cumsum(x, axis=1) / steps
+
+
+def test_user_subclasses_decode_through_their_own_steps(tiny_bert):
+    """The cached decoder runs the model's own forward steps: a subclass that adds layers to every block
+    decodes with them (beam search and sampling equal full recomputation of that subclass); shared segment
+    embeddings decode too."""
     from bert4keras_ext.models import BERT
 
-    class BERTWithExtraLayer(BERT):
+    class BERTWithExtraLayers(BERT):
         def apply_main_layers(self, inputs, index):
             x = super().apply_main_layers(inputs, index)
-            return self.apply(x, keras.layers.Dense, units=self.hidden_size, name='Extra-%d' % index)
+            x = self.apply(x, keras.layers.Dense, units=self.hidden_size, name='Extra-%d' % index)
+            return self.apply(x, PositionScale, name='Scale-%d' % index)
 
-    custom = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], model=BERTWithExtraLayer,
+    for model, options in ((BERTWithExtraLayers, {}), ('bert', {'shared_segment_embeddings': True})):
+        transformer = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], model=model,
+                                              application='unilm', return_keras_model=False, **options)
+        cached = CachedDecoder(transformer, end_id=102, maxlen=5)
+        full = FullRecompute(transformer.model, 'unilm', start_id=None, end_id=102, maxlen=5)
+        for b in sources('unilm')[:2]:
+            assert list(cached.beam_search(b, topk=2)) == list(full.beam_search(b, topk=2))
+            assert [list(x) for x in cached.random_sample(b, 2, topk=5, seed=3)] == \
+                [list(x) for x in full.random_sample(b, 2, topk=5, seed=3)]
+
+
+def test_cached_decoding_refuses_what_it_would_decode_differently(tiny_bert):
+    """A subclass whose extra layer mixes positions without a cache, or an input the decoder cannot feed,
+    gets a clear error instead of a silently different model."""
+    from bert4keras_ext.models import BERT
+
+    class BERTWithCumulativeMean(BERT):
+        def apply_main_layers(self, inputs, index):
+            x = super().apply_main_layers(inputs, index)
+            return self.apply(x, CumulativeMean, name='Mean-%d' % index)
+
+    custom = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], model=BERTWithCumulativeMean,
                                      application='unilm', return_keras_model=False)
-    with pytest.raises(NotImplementedError, match=r'overrides apply_main_layers\(\)'):
-        CachedDecoder(custom, end_id=3, maxlen=4)
+    decoder = CachedDecoder(custom, end_id=3, maxlen=4)
+    with pytest.raises(NotImplementedError, match=r'differ from the full model.*apply_main_layers.*CumulativeMean'):
+        decoder.beam_search(sources('unilm')[0], topk=2)
     cond_in = keras.Input((4,))
     conditional = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application='lm',
                                           layer_norm_cond=cond_in, additional_input_layers=cond_in,
                                           return_keras_model=False)
     with pytest.raises(NotImplementedError, match='layer_norm_cond'):
         CachedDecoder(conditional, end_id=3, maxlen=4)
+    positions = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application='lm',
+                                        custom_position_ids=True, return_keras_model=False)
+    with pytest.raises(NotImplementedError, match='custom_position_ids'):
+        CachedDecoder(positions, end_id=3, maxlen=4)
