@@ -2,6 +2,7 @@
 
     python -m bert4keras_ext demo [--data-dir DIR]          tiny checkpoint → load → fine-tune → evaluate → decode
     python -m bert4keras_ext checkpoints list|download|verify|sha256 ...
+    python -m bert4keras_ext serve --task classify|ner|generate ...   JSON over HTTP with micro-batching
 
 TensorFlow's C++ start-up logging is kept off stderr (bert4keras_ext.console.quiet_tensorflow); set
 TF_CPP_MIN_LOG_LEVEL yourself (e.g. TF_CPP_MIN_LOG_LEVEL=0) to see it.
@@ -21,7 +22,10 @@ def main(argv=None):
     if command == 'checkpoints':
         from bert4keras_ext.manifest import main as checkpoints_main
         return checkpoints_main(rest, prog='python -m bert4keras_ext checkpoints')
-    print("unknown command %r; expected 'demo' or 'checkpoints' (see --help)" % command, file=sys.stderr)
+    if command == 'serve':
+        from bert4keras_ext.serving.cli import main as serve_main
+        return serve_main(rest)
+    print("unknown command %r; expected 'demo', 'checkpoints' or 'serve' (see --help)" % command, file=sys.stderr)
     return 2
 
 
