@@ -31,6 +31,7 @@ setup(
         'numpy',
         'h5py',
         'tqdm',
+        'safetensors',  # Hugging Face checkpoints (config.json + model.safetensors), read/written with its numpy API
     ],
     extras_require={
         'test': ['pytest', 'jieba', 'sympy'],  # jieba: the suite covers WoBERT; sympy: the ape210k example port

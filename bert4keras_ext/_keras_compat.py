@@ -26,18 +26,26 @@ And Keras 2 accepted nested Python lists as data, which bert4keras scripts pass 
 `keras.Model` so that such lists — and only such lists, which Keras 3 would reject — become numpy arrays
 first, one per model input, as Keras 2 did. And `predict` without `verbose` is silent, as in Keras 2
 (Keras 3 draws a progress bar for every call, which floods a bert4keras decoding loop that predicts once
-per generated token); pass `verbose=1` for the bar. Every other argument passes through untouched.
+per generated token); pass `verbose=1` for the bar. And a silent `predict` of one small in-memory batch
+(the per-step call of such a loop) runs the model's compiled predict step directly, without Keras'
+per-call data pipeline, with the same result (`bert4keras_ext.fast_predict`; opt out per call with
+``model.predict(x, fast=False)`` or for all calls with ``fast_predict.set_enabled(False)``). Every other
+argument passes through untouched.
+
+And under ``tf.distribute.MultiWorkerMirroredStrategy`` with several workers, Keras 3.15's ``fit`` fails at its
+first batch; `install()` fixes the two reductions at fault (`_tf_private.fix_multi_worker_fit`, only that
+strategy's path changes; tests/test_multiworker.py).
 
 Nothing else in Keras changes; `install()` runs on import of `bert4keras_ext.backend` and is idempotent,
-`uninstall()` removes both attributes. This module imports only Keras and `_tf_private` (which imports no
-package module), so it cannot take part in an import cycle. Tested in ``tests/test_compat_backend.py``.
+`uninstall()` removes both attributes. This module imports only Keras, `_tf_private` and `fast_predict`
+(which import no package module), so it cannot take part in an import cycle. Tested in ``tests/test_compat_backend.py``.
 """
 import functools
 
 import keras
 import numpy as np
 
-from bert4keras_ext import _tf_private
+from bert4keras_ext import _tf_private, fast_predict
 
 __all__ = [
     'Keras2APIError', 'MissingKeras2Attribute', 'ADVERSARIAL_REPLACEMENT', 'GRADIENTS_REPLACEMENT',
@@ -156,6 +164,12 @@ def _lists_to_arrays(model, data, attribute='inputs'):
     return data
 
 
+def _predict_small_batch(model, x, batch_size=None, verbose='auto', steps=None, callbacks=None, **other):
+    if other:  # an argument of a newer Keras: leave the call to Keras
+        return fast_predict.NOT_HANDLED
+    return fast_predict.predict_small_batch(model, x, batch_size, verbose, steps, callbacks)
+
+
 def _accepting_lists(method):
     @functools.wraps(method)
     def wrapper(self, x=None, *args, **kwargs):
@@ -164,10 +178,17 @@ def _accepting_lists(method):
                 args = (_lists_to_arrays(self, args[0], 'outputs'),) + args[1:]
             elif 'y' in kwargs:
                 kwargs['y'] = _lists_to_arrays(self, kwargs['y'], 'outputs')
-        elif method.__name__ == 'predict' and 'verbose' not in kwargs and len(args) < 2:  # (x, batch_size, verbose)
-            kwargs['verbose'] = 0  # Keras 2's default: decoding loops call predict once per token
+        elif method.__name__ == 'predict':
+            if 'verbose' not in kwargs and len(args) < 2:  # (x, batch_size, verbose)
+                kwargs['verbose'] = 0  # Keras 2's default: decoding loops call predict once per token
+            fast = kwargs.pop('fast', True)
         try:
-            return method(self, _lists_to_arrays(self, x), *args, **kwargs)
+            x = _lists_to_arrays(self, x)
+            if method.__name__ == 'predict' and fast:
+                result = _predict_small_batch(self, x, *args, **kwargs)
+                if result is not fast_predict.NOT_HANDLED:
+                    return result
+            return method(self, x, *args, **kwargs)
         except Exception as error:  # noqa: BLE001 - only our own input checks are re-raised, the rest as is
             clear = _input_check_failure(error, method.__name__)
             if clear is None:
@@ -227,6 +248,8 @@ def install():
         current = getattr(keras.Model, name)
         if not _ours(current):
             setattr(keras.Model, name, _accepting_lists(current))
+    if keras.backend.backend() == 'tensorflow':
+        _tf_private.fix_multi_worker_fit()  # fit under MultiWorkerMirroredStrategy (docs/distributed.md)
 
 
 def uninstall():

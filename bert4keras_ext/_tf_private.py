@@ -25,6 +25,10 @@ function                               private attribute it reads (used by)
                                        rows leave Keras' own buffers alone)
 `model_compute_loss(model)`            ``Trainer._compute_loss`` (adversarial train_step)
 `model_loss_tracker(model)`            ``Trainer._loss_tracker`` (adversarial train_step)
+`fix_multi_worker_fit()`               ``keras.src.backend.tensorflow.trainer``: ``TensorFlowTrainer.
+                                       _maybe_symbolic_build``, ``reduce_per_replica``,
+                                       ``_collective_all_reduce_multi_worker`` (_keras_compat.install:
+                                       fit under MultiWorkerMirroredStrategy with several workers)
 =====================================  ==============================================================
 
 This module imports nothing from the package (every module may import it without a cycle) and imports
@@ -33,7 +37,8 @@ TensorFlow / Keras internals only inside the functions that need them.
 
 __all__ = ['CHECKED_VERSIONS', 'call_concrete_flat', 'has_concrete_flat_call', 'mkl_enabled', 'keras_history',
            'has_keras_history', 'inbound_nodes', 'current_call_argument', 'optimizer_variable_index',
-           'optimizer_trainable_variables', 'optimizer_keras_buffers', 'model_compute_loss', 'model_loss_tracker']
+           'optimizer_trainable_variables', 'optimizer_keras_buffers', 'model_compute_loss', 'model_loss_tracker',
+           'fix_multi_worker_fit']
 
 # The versions every function below was checked against (tests print them when an attribute vanished).
 CHECKED_VERSIONS = {'tensorflow': '2.21.0', 'keras': '3.15.1'}
@@ -161,3 +166,89 @@ def model_loss_tracker(model):
     """The `keras.metrics.Mean` that reports the "loss" of `fit` (set by compile), or None."""
     # Trainer._loss_tracker; checked on Keras 3.15
     return getattr(model, '_loss_tracker', None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Keras' TensorFlow trainer under MultiWorkerMirroredStrategy (patched once by _keras_compat.install)
+# ---------------------------------------------------------------------------------------------------
+_MULTI_WORKER_MARK = '_bert4keras_ext_multi_worker_fix'
+
+
+def fix_multi_worker_fit():
+    """Make ``model.fit`` / ``evaluate`` work under `tf.distribute.MultiWorkerMirroredStrategy` with
+    several workers (Keras 3.15 on TensorFlow 2.21 fails there at the first batch); idempotent.
+
+    Two places of Keras' TensorFlow trainer reduce across workers in a way the strategy refuses, and
+    each is changed only where it would raise; every other strategy (none, Mirrored, TPU, a single
+    worker) keeps Keras' code path:
+
+    * ``TensorFlowTrainer._maybe_symbolic_build`` reads the shapes of the first batch through
+      ``strategy.reduce('MEAN', batch)`` on the whole nested (x, y) structure, which the collective
+      strategy cannot reduce ("Attempt to convert a value (PerReplica ...)"). Only the shapes and
+      dtypes are used, so this worker's own first replica's batch is given instead (no collective).
+    * ``reduce_per_replica`` averages the step's logs (scalars: the loss, the metrics) over workers
+      with ``strategy.reduce('MEAN', v, axis=0)``, invalid for a scalar ("Invalid reduction dimension
+      0 for input with 0 dimensions"). A scalar is averaged over the replicas with ``axis=None``, which
+      is what the single-worker path computes (``tf.reduce_mean`` of the replicas' values).
+
+    Returns:
+        True if the fix is in place, False if this Keras lacks the patched functions (then nothing
+        changes).
+    """
+    # keras.src.backend.tensorflow.trainer: TensorFlowTrainer._maybe_symbolic_build(iterator, data_batch),
+    # reduce_per_replica(values, strategy, reduction), _collective_all_reduce_multi_worker(strategy);
+    # checked on Keras 3.15
+    import functools
+
+    import keras
+    import tensorflow as tf
+    try:
+        from keras.src.backend.tensorflow import trainer
+    except ImportError:
+        return False
+    owner = trainer.TensorFlowTrainer
+    build = owner.__dict__.get('_maybe_symbolic_build')
+    reduce_logs = getattr(trainer, 'reduce_per_replica', None)
+    multi_worker = getattr(trainer, '_collective_all_reduce_multi_worker', None)
+    if build is None or reduce_logs is None or multi_worker is None:
+        return False
+    if getattr(build, _MULTI_WORKER_MARK, False):
+        return True
+
+    def local_first(strategy, value):
+        return strategy.experimental_local_results(value)[0]
+
+    @functools.wraps(build)
+    def maybe_symbolic_build(self, *args, **kwargs):
+        strategy = getattr(self, '_distribute_strategy', None)
+        if strategy is None or not multi_worker(strategy):
+            return build(self, *args, **kwargs)
+        reduce = strategy.reduce
+
+        def shapes_only(reduce_op, value, axis=None):
+            leaves = keras.tree.flatten(value)
+            if axis is None and leaves and all(isinstance(v, tf.distribute.DistributedValues) for v in leaves):
+                return keras.tree.map_structure(lambda v: local_first(strategy, v), value)
+            return reduce(reduce_op, value, axis=axis)
+
+        strategy.reduce = shapes_only  # on this instance, for this call only
+        try:
+            return build(self, *args, **kwargs)
+        finally:
+            del strategy.reduce
+
+    @functools.wraps(reduce_logs)
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ('auto', 'mean') or not multi_worker(strategy):
+            return reduce_logs(values, strategy, reduction)
+
+        def one(value):
+            if local_first(strategy, value).shape.rank == 0:
+                return strategy.reduce('MEAN', value, axis=None)
+            return reduce_logs(value, strategy, reduction)
+        return keras.tree.map_structure(one, values)
+
+    setattr(maybe_symbolic_build, _MULTI_WORKER_MARK, True)
+    owner._maybe_symbolic_build = maybe_symbolic_build
+    trainer.reduce_per_replica = reduce_per_replica
+    return True

@@ -39,6 +39,9 @@ from bert4keras_ext.decoding_args import (
     check_int, check_search_args, check_some_token_allowed, check_token_ids_fit, greedy_log_probs,
     search_temperature, tempered_log_softmax,
 )
+from bert4keras_ext.backend import keras
+from bert4keras_ext.layers import ExtractToken
+from bert4keras_ext.prefix_reuse import PrefixReuse, kv_cache_enabled
 from bert4keras_ext.viterbi import ViterbiDecoder, viterbi_decode  # noqa: F401  (re-exported)
 
 __all__ = ['AutoRegressiveDecoder', 'Beam', 'ViterbiDecoder', 'sample_rows', 'viterbi_decode']
@@ -151,6 +154,20 @@ class Beam:
             self._finish(best_alive, False)
         return np.array(parents, dtype=int)
 
+    def certain_prefix(self):
+        """The longest prefix shared by every live beam and the best finished output: the result starts
+        with it whatever the remaining steps do."""
+        candidates = [ids for ids, _ in self.alive]
+        if self.finished:
+            candidates.append(max(self.finished, key=lambda item: item[1])[0])
+        prefix = list(candidates[0]) if candidates else []
+        for ids in candidates[1:]:
+            common = 0
+            while common < min(len(prefix), len(ids)) and prefix[common] == ids[common]:
+                common += 1
+            prefix = prefix[:common]
+        return prefix
+
     def _finish(self, item, finished):
         self.done = True
         self.best_ids, self.best_score, self.finished_best = np.array(item[0]), item[1], finished
@@ -166,7 +183,7 @@ class AutoRegressiveDecoder(object):
         minlen: minimum output length, counting `start_id` (if any) and the end token.
     """
 
-    def __init__(self, start_id, end_id, maxlen, minlen=1):
+    def __init__(self, start_id, end_id, maxlen, minlen=1, kv_cache=True):
         where = type(self).__name__
         check_int('maxlen', maxlen, 1, where=where)
         check_int('minlen', minlen, 0, where=where)
@@ -177,6 +194,10 @@ class AutoRegressiveDecoder(object):
         self.maxlen = int(maxlen)
         self.minlen = int(minlen)
         self.models = {}
+        # `last_token(model).predict` answers from a key/value cache when rows extend earlier rows
+        # (`prefix_reuse`); False, or BERT4KERAS_EXT_KV_CACHE=0, always recomputes in full.
+        self.kv_cache = kv_cache
+        self._search_rows = None
         if start_id is None:
             self.first_output_ids = np.empty((1, 0), dtype=int)
         else:
@@ -219,13 +240,17 @@ class AutoRegressiveDecoder(object):
         return actual_decorator
 
     def last_token(self, model):
-        """A model that returns only the last position of `model`'s output (cached per model)."""
+        """A model that returns only the last position of `model`'s output (cached per model).
+
+        Its `predict` reuses a key/value cache when `model` is a language model built by this package and
+        the rows of a call extend the rows of the previous call (bert4keras' searches: see `prefix_reuse`);
+        the answers equal full recomputation.
+        """
         if model not in self.models:
-            from bert4keras_ext.backend import keras
-            from bert4keras_ext.layers import ExtractToken
             outputs = [ExtractToken(-1)(output) for output in
                        (model.outputs if len(model.outputs) > 1 else [model.output])]
-            self.models[model] = keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0])
+            self.models[model] = LastTokenModel(model.inputs, outputs if len(outputs) > 1 else outputs[0],
+                                                source=model, decoder=self)
         return self.models[model]
 
     def predict(self, inputs, output_ids, states=None):
@@ -268,9 +293,27 @@ class AutoRegressiveDecoder(object):
         ended and shrink the beam, stop when the best ended output is at least as good as every live
         beam (live scores can only fall).
         """
+        beam = run_steps(self._beam_steps(inputs, topk, states, temperature, min_ends, no_repeat_ngram_size,
+                                          repetition_penalty))
+        return self._result(beam.best_ids, beam.best_score, beam.finished_best, return_info)
+
+    def beam_search_stream(self, inputs, topk, states=None, temperature=1, min_ends=1, no_repeat_ngram_size=None,
+                           repetition_penalty=None):
+        """`beam_search`, yielding each generated token id as soon as it is certain to be in the result
+        (every live beam and the best finished output agree on it); the tokens yielded are the result's
+        tokens after `start_id`."""
+        check_search_args('beam_search', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
+                          topk=topk, beam=True)
+        return stream_beam_tokens(self._beam_steps(inputs, topk, states, temperature, min_ends,
+                                                   no_repeat_ngram_size, repetition_penalty),
+                                  lambda beams: beams, len(self.first_output_ids[0]))
+
+    def _beam_steps(self, inputs, topk, states, temperature, min_ends, no_repeat_ngram_size, repetition_penalty):
+        """The beam search as a generator: yields the `Beam` after every step, returns it at the end."""
         check_search_args('beam_search', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
                           topk=topk, beam=True)
         beam = Beam(self.first_output_ids[0], topk, self.end_id, min_ends)
+        self._search_rows = topk
         inputs = [np.array([i]) for i in inputs]
         for step in range(self.maxlen):
             output_ids = beam.output_ids()
@@ -281,10 +324,11 @@ class AutoRegressiveDecoder(object):
             if temperature == 0:
                 scores = greedy_log_probs(scores)
             parents = beam.advance(scores, last_step=step == self.maxlen - 1)
+            yield beam
             if beam.done:
                 break
             states = self._reorder_states(states, parents)
-        return self._result(beam.best_ids, beam.best_score, beam.finished_best, return_info)
+        return beam
 
     def random_sample(self, inputs, n, topk=None, topp=None, states=None, temperature=1, min_ends=1,
                       no_repeat_ngram_size=None, repetition_penalty=None, return_info=False, seed=None,
@@ -294,9 +338,30 @@ class AutoRegressiveDecoder(object):
         filters, so a sample can always stop (the consistent top-k/top-p of Welleck et al. 2020,
         kexue.fm/archives/7500). Outputs end when they contain `min_ends` end tokens; unfinished ones
         are returned at `maxlen` (info['finished'] False). `seed` makes the draws reproducible."""
+        results, finished_flags = run_steps(self._sample_steps(
+            inputs, n, topk, topp, states, temperature, min_ends, no_repeat_ngram_size, repetition_penalty, seed,
+            always_allow_end))
+        if return_info:
+            return results, [{'finished': f} for f in finished_flags]
+        return results
+
+    def random_sample_stream(self, inputs, topk=None, topp=None, states=None, temperature=1, min_ends=1,
+                             no_repeat_ngram_size=None, repetition_penalty=None, seed=None, always_allow_end=False):
+        """One sample (`random_sample(inputs, 1, ...)`), yielding each token id as it is drawn."""
+        check_search_args('random_sample', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
+                          topk=topk, topp=topp, n=1)
+        steps = self._sample_steps(inputs, 1, topk, topp, states, temperature, min_ends, no_repeat_ngram_size,
+                                   repetition_penalty, seed, always_allow_end)
+        return (int(sampled[0]) for sampled in steps)
+
+    def _sample_steps(self, inputs, n, topk, topp, states, temperature, min_ends, no_repeat_ngram_size,
+                      repetition_penalty, seed, always_allow_end):
+        """The sampling as a generator: yields the token drawn for each live row every step; returns
+        (outputs, finished flags)."""
         check_search_args('random_sample', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
                           topk=topk, topp=topp, n=n)
         rng = np.random if seed is None else np.random.RandomState(seed)
+        self._search_rows = n
         inputs = [np.array([i]) for i in inputs]
         output_ids = self.first_output_ids
         results, finished_flags = [], []
@@ -312,6 +377,7 @@ class AutoRegressiveDecoder(object):
                 states = self._reorder_states(states, np.zeros(n, dtype=int))
             probas = self.filter_probas(np.exp(log_probs), topk, topp, always_allow_end)
             sample_ids = sample_rows(probas, rng).reshape((-1, 1))
+            yield sample_ids[:, 0]
             output_ids = np.concatenate([output_ids, sample_ids], 1)
             end_counts = (output_ids == self.end_id).sum(1)
             done = (output_ids[:, -1] == self.end_id) & (end_counts >= min_ends)
@@ -328,9 +394,7 @@ class AutoRegressiveDecoder(object):
         for ids in output_ids:
             results.append(ids)
             finished_flags.append(False)
-        if return_info:
-            return results, [{'finished': f} for f in finished_flags]
-        return results
+        return results, finished_flags
 
     def filter_probas(self, probas, topk=None, topp=None, always_allow_end=False):
         """Renormalised (rows, vocab) probabilities after top-k then top-p filtering (top-p keeps
@@ -378,3 +442,59 @@ class AutoRegressiveDecoder(object):
         if return_info:
             return ids, {'finished': bool(finished), 'score': float(score)}
         return ids
+
+
+def run_steps(steps):
+    """Run a search generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def stream_beam_tokens(steps, beams_of, start):
+    """Yield the generated tokens of a beam search as they become certain.
+
+    `steps` yields after every search step; `beams_of(item)` gives the `Beam` of the one input streamed.
+    A token is certain once every live beam and the best finished output (the only finished one that can
+    still be the result) agree on it; when the search is over, the rest of the result follows.
+    """
+    given = start
+    for item in steps:
+        beam = beams_of(item)
+        ids = list(beam.best_ids) if beam.done else beam.certain_prefix()
+        for token in ids[given:]:
+            yield int(token)
+        given = max(given, len(ids))
+
+
+class LastTokenModel(keras.Model):
+    """`AutoRegressiveDecoder.last_token(model)`: `model`'s outputs at the last position, whose `predict`
+    answers from a key/value cache when it can (`prefix_reuse.PrefixReuse`), else as Keras does.
+
+    Args:
+        inputs, outputs: the functional graph (the outputs are `ExtractToken(-1)` of `source`'s outputs).
+        source: the model whose last position is taken.
+        decoder: the decoder that made it (its `kv_cache` switch, its search's rows and maxlen).
+    """
+
+    def __init__(self, inputs, outputs, source=None, decoder=None, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        # plain attributes: Keras would track a model assigned to a model as a sub-layer
+        object.__setattr__(self, 'kv_source', source)
+        object.__setattr__(self, 'kv_decoder', decoder)
+        object.__setattr__(self, 'kv_reuse', None)
+
+    def predict(self, x, *args, **kwargs):
+        decoder = self.kv_decoder
+        plain = not args and set(kwargs) <= {'verbose', 'batch_size'}
+        if not (plain and decoder is not None and decoder.kv_cache and kv_cache_enabled()):
+            return super().predict(x, *args, **kwargs)
+        if self.kv_reuse is None:
+            object.__setattr__(self, 'kv_reuse', PrefixReuse(self.kv_source))
+        if not self.kv_reuse.usable:
+            return super().predict(x, *args, **kwargs)
+        return self.kv_reuse.predict(
+            x, lambda inputs: super(LastTokenModel, self).predict(inputs, **kwargs),
+            rows_hint=decoder._search_rows, max_new_tokens=decoder.maxlen + decoder.first_output_ids.shape[1])

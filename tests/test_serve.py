@@ -372,6 +372,34 @@ def test_generate_batched_beam_search_equals_greedy_recomputation(tiny_bert, tok
         assert answer['text'] == tokenizer.decode(expected)
 
 
+def test_generate_streams_tokens_as_newline_delimited_json(tiny_bert, tokenizer):
+    """{"stream": true}: a chunked answer, one event per token, then the same answer a plain request gets."""
+    import http.client
+    from urllib.parse import urlsplit
+    from bert4keras_ext.models import build_transformer_model
+    from bert4keras_ext.serving import GenerateTask
+    transformer = build_transformer_model(tiny_bert['config'], tiny_bert['checkpoint'], application='unilm',
+                                          return_keras_model=False)
+    task = GenerateTask(transformer, tokenizer, 'unilm', maxlen=12, max_new_tokens=5, topk=2, max_topk=3,
+                        jit_compile=False)
+    with serve(task, max_batch=4) as server:
+        status, plain = post(server.url + '/generate', {'text': '我们去'})
+        assert status == 200
+        address = urlsplit(server.url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        connection.request('POST', '/generate', json.dumps({'text': '我们去', 'stream': True}).encode('utf-8'),
+                           {'Content-Type': 'application/json'})
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader('Transfer-Encoding') == 'chunked'
+        events = [json.loads(line) for line in response.read().decode('utf-8').splitlines()]
+        connection.close()
+        status, answer = post(server.url + '/generate', {'text': '我们去', 'stream': 'yes'})
+        assert status == 400 and '"stream" must be true or false' in answer['error']
+    assert events[-1] == {'done': True, 'text': plain['text'], 'token_ids': plain['token_ids']}
+    assert [e['token_id'] for e in events[:-1]] == plain['token_ids']
+    assert ''.join(e['text'] for e in events[:-1]) == plain['text']
+
+
 # ------------------------------------------------------------------------------------------ CLI
 
 def test_cli_refuses_bad_option_combinations(tmp_path, capsys):

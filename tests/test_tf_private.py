@@ -213,6 +213,26 @@ def test_model_loss_tracker_reports_the_training_loss():
     assert P.model_loss_tracker(object()) is None
 
 
+def test_fix_multi_worker_fit_is_installed_and_leaves_other_strategies_alone():
+    # the two-worker training itself is tests/test_multiworker.py
+    from keras.src.backend.tensorflow import trainer
+    require(trainer, 'TensorFlowTrainer', 'keras.src.backend.tensorflow.trainer.TensorFlowTrainer',
+            'fix_multi_worker_fit')
+    for owner, name in ((trainer.TensorFlowTrainer, '_maybe_symbolic_build'), (trainer, 'reduce_per_replica'),
+                        (trainer, '_collective_all_reduce_multi_worker')):
+        require(owner, name, 'keras.src.backend.tensorflow.trainer ... %s' % name, 'fix_multi_worker_fit')
+    assert P.fix_multi_worker_fit() is True and P.fix_multi_worker_fit() is True  # installed on import; idempotent
+    patched = trainer.TensorFlowTrainer.__dict__['_maybe_symbolic_build']
+    assert P.fix_multi_worker_fit() and trainer.TensorFlowTrainer.__dict__['_maybe_symbolic_build'] is patched
+    # without a multi-worker strategy Keras' own reduction runs: the replicas' mean, values unchanged
+    strategy = tf.distribute.get_strategy()
+    values = {'loss': tf.constant(1.5), 'rows': tf.constant([1.0, 2.0])}
+    reduced = trainer.reduce_per_replica(values, strategy, 'auto')
+    assert float(reduced['loss']) == 1.5 and list(np.asarray(reduced['rows'])) == [1.0, 2.0]
+    model, x, y, expected = tiny_regression()  # and training without a strategy is unaffected
+    np.testing.assert_allclose(model.train_on_batch(x, y), expected, rtol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------------
 # No private access anywhere else
 # ---------------------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ layer (bert4keras' layer names) to its weights, in the order of `layer.weights`:
 verify` (`manifest`), tiny random checkpoints, family detection (error hints) and the optimizer-slot filter
 are all derived from these tables, so a family is added by writing one table (and one model class).
 
-Families: 'bert' (also RoBERTa-wwm and WoBERT: the same layout) and 'albert' (factorised embedding + one
-transformer block shared by every layer). `ALBERT_Unshared` reads the 'albert' table with one Keras layer per
+Families: 'bert' (also RoBERTa-wwm and WoBERT: the same layout), 'albert' (factorised embedding + one
+transformer block shared by every layer), 'roformer' (BERT without the position table) and 'roformer_v2'
+(kernels only), 'nezha' (the same names as 'roformer') and 'electra' (BERT's encoder under electra/, with the
+discriminator head). `ALBERT_Unshared` reads the 'albert' table with one Keras layer per
 encoder layer, and saves the 'bert' table (its layers differ after fine-tuning), which carries ALBERT's
 embedding mapping too.
 
@@ -22,8 +24,9 @@ import os
 import re
 
 __all__ = [
-    'EMBEDDINGS', 'HEADS', 'BERT_BLOCK', 'ALBERT_BLOCK', 'TABLES', 'MODEL_FAMILIES', 'TRANSPOSED', 'VOCAB_ROWS',
-    'FACTORISED_ONLY', 'HEAD_LAYERS', 'ATTENTION', 'FEED_FORWARD', 'ADAM_SLOTS', 'GLOBAL_STEP', 'family_of',
+    'EMBEDDINGS', 'HEADS', 'BERT_BLOCK', 'ALBERT_BLOCK', 'ROFORMER', 'ROFORMER_V2', 'TABLES', 'MODEL_FAMILIES', 'TRANSPOSED', 'VOCAB_ROWS',
+    'FACTORISED_ONLY', 'FAMILY_HINTS', 'NEZHA', 'ELECTRA_EMBEDDINGS', 'ELECTRA_HEADS', 'ELECTRA_BLOCK',
+    'ABSENT_VARIABLES', 'foreign_variables', 'HEAD_LAYERS', 'ATTENTION', 'FEED_FORWARD', 'ADAM_SLOTS', 'GLOBAL_STEP', 'family_of',
     'table', 'variable_mapping', 'variable_shapes', 'variable_names', 'detect_family', 'describe_layout',
     'encoder_layer_indices', 'is_optimizer_slot',
 ]
@@ -117,15 +120,69 @@ ALBERT_BLOCK = {
     ],
 }
 
+# RoFormer (ZhuiyiTechnology, bert4keras' `RoFormer`): BERT's layout without the absolute position table
+# (rotary positions have no weights).
+ROFORMER = {layer: rows for layer, rows in {**EMBEDDINGS, **HEADS, **BERT_BLOCK}.items()
+            if layer != 'Embedding-Position'}
+
+# RoFormer-v2 (bert4keras' `RoFormerV2`): no biases and weightless normalisation, so only the kernels and
+# the token/segment tables remain; the MLM head is the tied token embedding alone (no cls/ variables).
+ROFORMER_V2 = {
+    'Embedding-Token': EMBEDDINGS['Embedding-Token'],
+    'Embedding-Segment': EMBEDDINGS['Embedding-Segment'],
+    'Transformer-{i}-MultiHeadSelfAttention': [
+        ('bert/encoder/layer_{i}/attention/self/query/kernel', ('hidden_size', 'hidden_size')),
+        ('bert/encoder/layer_{i}/attention/self/key/kernel', ('hidden_size', 'hidden_size')),
+        ('bert/encoder/layer_{i}/attention/self/value/kernel', ('hidden_size', 'hidden_size')),
+        ('bert/encoder/layer_{i}/attention/output/dense/kernel', ('hidden_size', 'hidden_size')),
+    ],
+    'Transformer-{i}-FeedForward': [
+        ('bert/encoder/layer_{i}/intermediate/dense/kernel', ('hidden_size', 'intermediate_size')),
+        ('bert/encoder/layer_{i}/output/dense/kernel', ('intermediate_size', 'hidden_size')),
+    ],
+}
+
+# NEZHA (Huawei's TF1 releases): BERT's names without the absolute position table (positions are
+# functional relative ones, with no weights). RoFormer releases have the same names.
+NEZHA = {layer: rows for layer, rows in {**EMBEDDINGS, **HEADS, **BERT_BLOCK}.items()
+         if layer != 'Embedding-Position'}
+
+# ELECTRA discriminators (Google's electra code; HFL's Chinese releases): BERT's encoder under `electra/`,
+# `embeddings_project` when embedding_size != hidden_size, and the replaced-token-detection head. The
+# generator's variables in the same checkpoint (generator/..., generator_predictions/...) are not mapped.
+ELECTRA_EMBEDDINGS = {
+    'Embedding-Token': [('electra/embeddings/word_embeddings', ('vocab_size', 'embedding_size'))],
+    'Embedding-Segment': [('electra/embeddings/token_type_embeddings', ('type_vocab_size', 'embedding_size'))],
+    'Embedding-Position': [('electra/embeddings/position_embeddings', ('max_position_embeddings', 'embedding_size'))],
+    'Embedding-Norm': [('electra/embeddings/LayerNorm/gamma', ('embedding_size',)),
+                       ('electra/embeddings/LayerNorm/beta', ('embedding_size',))],
+    'Embedding-Mapping': [('electra/embeddings_project/kernel', ('embedding_size', 'hidden_size')),
+                          ('electra/embeddings_project/bias', ('hidden_size',))],
+}
+ELECTRA_HEADS = {
+    'Discriminator-Dense': [('discriminator_predictions/dense/kernel', ('hidden_size', 'hidden_size')),
+                            ('discriminator_predictions/dense/bias', ('hidden_size',))],
+    'Discriminator-Prediction': [('discriminator_predictions/dense_1/kernel', ('hidden_size', 1)),
+                                 ('discriminator_predictions/dense_1/bias', (1,))],
+}
+# The encoder block is BERT's, name for name, under electra/ instead of bert/.
+ELECTRA_BLOCK = {layer: [('electra/' + name[len('bert/'):], shape) for name, shape in rows]
+                 for layer, rows in BERT_BLOCK.items()}
+
 # family -> table, in the order mappings list them (embeddings, heads, encoder blocks)
 TABLES = {
     'bert': {**EMBEDDINGS, **HEADS, **BERT_BLOCK},
     'albert': {**EMBEDDINGS, **HEADS, **ALBERT_BLOCK},
+    'nezha': NEZHA,
+    'electra': {**ELECTRA_EMBEDDINGS, **ELECTRA_HEADS, **ELECTRA_BLOCK},
+    'roformer': ROFORMER,
+    'roformer_v2': ROFORMER_V2,
 }
 
 # `model=` value -> family
 MODEL_FAMILIES = {'bert': 'bert', 'roberta': 'bert', 'wobert': 'bert', 'albert': 'albert',
-                  'albert_unshared': 'albert'}
+                  'albert_unshared': 'albert', 'nezha': 'nezha', 'electra': 'electra', 'roformer': 'roformer',
+                  'roformer_v2': 'roformer_v2'}
 
 # Stored transposed relative to the Keras weight: Google's NSP output layer keeps (2, hidden); Dense wants (hidden, 2).
 TRANSPOSED = frozenset({'cls/seq_relationship/output_weights'})
@@ -138,12 +195,18 @@ VOCAB_ROWS = frozenset(name for t in TABLES.values() for rows in t.values() for 
 # A release has these layers only when its embeddings are factorised (embedding_size != hidden_size).
 FACTORISED_ONLY = ('Embedding-Mapping',)
 
-HEAD_LAYERS = tuple(HEADS)
+HEAD_LAYERS = tuple(HEADS) + tuple(ELECTRA_HEADS)
 
-# Layouts recognised only to name them in an error (by name prefix): ELECTRA, and early brightmart ALBERT
-# releases (a 'layer_shared' scope and a word_embeddings_2 projection, not Google's naming).
+# Variables a family's releases never have: finding one means the checkpoint belongs to another family even
+# though every name the family needs is there (a BERT checkpoint has all of NEZHA's names plus its
+# absolute position table, which NEZHA loading would otherwise ignore).
+ABSENT_VARIABLES = {
+    'nezha': tuple(name for name, _ in EMBEDDINGS['Embedding-Position']),
+}
+
+# Layouts recognised only to name them in an error (by name prefix): early brightmart ALBERT releases (a
+# 'layer_shared' scope and a word_embeddings_2 projection, not Google's naming).
 _FOREIGN_LAYOUTS = {
-    'electra': ('electra/',),
     'albert_brightmart_legacy': ('bert/encoder/layer_shared/', 'bert/embeddings/word_embeddings_2'),
 }
 
@@ -280,11 +343,31 @@ def describe_layout(family):
     return _block_scope(family).replace('{i}', '<i>') + '...'
 
 
+# What to tell a user whose checkpoint has another family's layout (`detect_family` → hint).
+FAMILY_HINTS = {
+    'albert': "the checkpoint has ALBERT's shared-block layout (%s): use model='albert' or "
+              "model='albert_unshared'." % describe_layout('albert'),
+    'bert': "the checkpoint has the BERT layout (%s): use model='bert' (also 'roberta', 'wobert')."
+            % describe_layout('bert'),
+    'albert_brightmart_legacy': 'the checkpoint is an early brightmart ALBERT release in a non-Google '
+                                'naming; only the Google-format "*_google" ALBERT releases are supported.',
+    'electra': "the checkpoint has ELECTRA's layout (%s): use model='electra' (with_discriminator=True for "
+               "the replaced-token-detection head)." % describe_layout('electra'),
+    'roformer': "the checkpoint has the BERT layout without absolute position embeddings, as NEZHA and RoFormer "
+                "release it: use model='nezha' for a NEZHA release (Huawei; relative positions) or "
+                "model='roformer' for a RoFormer release (rotary positions).",
+    'roformer_v2': "the checkpoint has RoFormer-v2's layout (%s, kernels only: no biases and no LayerNorm "
+                   "weights): use model='roformer_v2'." % describe_layout('roformer_v2'),
+}
+
+
 def detect_family(names):
     """Guess which layout a set of checkpoint variable names has (for error hints).
 
     Returns 'albert' (its shared block present), 'electra', 'albert_brightmart_legacy', 'bert' (per-layer
-    blocks present) or 'unknown', checked in this order.
+    blocks present) or 'unknown', checked in this order. Per-layer blocks are then told apart by what
+    they lack: 'roformer_v2' (kernels without biases or LayerNorm weights), 'roformer' (no absolute
+    position table; NEZHA releases look the same).
     """
     names = list(names)
     for family in ('albert', 'electra', 'albert_brightmart_legacy', 'bert'):
@@ -294,8 +377,26 @@ def detect_family(names):
             pattern = _scope_pattern(family)
             found = any(pattern.match(name) for name in names)
         if found:
-            return family
+            return _per_layer_family(set(names)) if family == 'bert' else family
     return 'unknown'
+
+
+def _per_layer_family(names):
+    """Which of the families stored under `bert/encoder/layer_{i}/` the names of block 0 fit."""
+    def has(family, layer):
+        return all(name.format(i=0) in names for name, _ in table(family)[layer])
+
+    if has('roformer_v2', ATTENTION) and not has('bert', ATTENTION + '-Norm'):
+        return 'roformer_v2'
+    if has('bert', 'Embedding-Token') and not has('bert', 'Embedding-Position'):
+        return 'roformer'
+    return 'bert'
+
+
+def foreign_variables(family, names):
+    """The names among `names` that the family's releases never have (`ABSENT_VARIABLES`), sorted."""
+    absent = ABSENT_VARIABLES.get(family, ())
+    return sorted(name for name in set(names) if name in absent)
 
 
 def encoder_layer_indices(names):

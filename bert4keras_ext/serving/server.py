@@ -153,6 +153,16 @@ class ModelServer(object):
         except Exception as e:  # logged with its traceback by the batcher
             return 500, {'error': 'the model call failed: %s: %s' % (type(e).__name__, e)}
 
+    def stream(self, payload):
+        """The event generator of a streamed request (`{"stream": true}` to a task that streams), else None."""
+        if not (hasattr(self.task, 'stream') and isinstance(payload, dict) and payload.get('stream') is True):
+            return None
+        try:
+            item = self.task.parse(payload)
+        except RequestError:
+            return None  # `answer` parses again and sends the 4xx
+        return self.task.stream(item)
+
     def _handler_class(self):
         server = self
         route = '/' + self.task.name
@@ -228,8 +238,32 @@ class ModelServer(object):
                     return self._error(400, 'the body is not UTF-8: %s' % e)
                 except ValueError as e:
                     return self._error(400, 'the body is not valid JSON: %s' % e)
+                stream = server.stream(payload)
+                if stream is not None:
+                    return self._send_stream(stream)
                 status, answer = server.answer(payload)
                 self._send(status, answer)
+
+            def _send_stream(self, events):
+                """Newline-delimited JSON events in a chunked answer, each sent as soon as it exists."""
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/x-ndjson; charset=utf-8')
+                self.send_header('Transfer-Encoding', 'chunked')
+                self.end_headers()
+                try:
+                    for event in events:
+                        line = (json.dumps(event, ensure_ascii=False) + '\n').encode('utf-8')
+                        self.wfile.write(b'%x\r\n%s\r\n' % (len(line), line))
+                        self.wfile.flush()
+                except Exception as e:  # the status line is out: report the failure as the last event
+                    _logger.exception('streamed request failed')
+                    line = (json.dumps({'error': 'the model call failed: %s: %s' % (type(e).__name__, e)})
+                            + '\n').encode('utf-8')
+                    self.wfile.write(b'%x\r\n%s\r\n' % (len(line), line))
+                    server._count(500)
+                else:
+                    server._count(200)
+                self.wfile.write(b'0\r\n\r\n')
 
             def log_message(self, format, *args):  # noqa: A002
                 if server.access_log is not None:

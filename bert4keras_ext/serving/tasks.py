@@ -23,6 +23,8 @@ Tasks:
 Texts are never cut: a text longer than ``maxlen`` tokens ([CLS]/[SEP] counted) is refused with its
 length, so a client never gets an answer about part of what it sent without knowing.
 """
+import threading
+
 import numpy as np
 
 __all__ = ['RequestError', 'ClassifyTask', 'NerTask', 'GenerateTask', 'read_labels', 'TASKS']
@@ -294,6 +296,9 @@ class GenerateTask(object):
         self.decoder = CachedDecoder(transformer, end_id=tokenizer._token_end_id, maxlen=max_new_tokens,
                                      mode=mode, jit_compile=jit_compile)
         self.model_calls = 0  # beam searches run (each one a batch)
+        # Streamed requests run on their own request thread, one decoding step at a time under this lock,
+        # which the batches hold too: the model never runs two calls at once.
+        self.lock = threading.Lock()
 
     def encode(self, text):
         """The decoder input for `text`: [ids, segments] of the source (UniLM) or [CLS] prompt (LM)."""
@@ -303,19 +308,46 @@ class GenerateTask(object):
         return [token_ids, segment_ids]
 
     def parse(self, payload):
-        _check_fields(payload, ['text'], ['topk'])
+        _check_fields(payload, ['text'], ['topk', 'stream'])
         text = _text_field(payload, 'text')
         topk = _int_field(payload, 'topk', self.topk, 1, self.max_topk)
+        stream = payload.get('stream', False)
+        if not isinstance(stream, bool):
+            raise RequestError('"stream" must be true or false, got %r' % (stream,))
         inputs = self.encode(text)
         _check_length(len(inputs[0]), self.maxlen, 'the text')
-        return inputs, topk
+        return (inputs, topk, True) if stream else (inputs, topk)
+
+    @staticmethod
+    def is_stream(item):
+        return len(item) == 3 and item[2]
+
+    def stream(self, item):
+        """Yield the events of a streamed request: {"token_id", "text"} per generated token as soon as it is
+        certain (`CachedDecoder.beam_search_stream`), then {"done": true, "text", "token_ids"} — the same
+        answer a plain request gets."""
+        inputs, topk, _ = item
+        tokens = self.decoder.beam_search_stream(inputs, topk)
+        ids, text = [], ''
+        while True:
+            with self.lock:
+                token = next(tokens, None)
+            if token is None:
+                break
+            ids.append(int(token))
+            full = self.tokenizer.decode(ids)
+            piece = full[len(text):] if full.startswith(text) else full
+            text = full
+            yield {'token_id': int(token), 'text': piece}
+        yield {'done': True, 'text': self.tokenizer.decode(ids), 'token_ids': ids}
 
     def run_batch(self, items):
         answers = [None] * len(items)
         for topk in sorted({k for _, k in items}):  # one batched search per beam size
             chosen = [i for i, (_, k) in enumerate(items) if k == topk]
             self.model_calls += 1
-            outputs = self.decoder.beam_search_batch([items[i][0] for i in chosen], topk)
+            with self.lock:
+                outputs = self.decoder.beam_search_batch([items[i][0] for i in chosen], topk)
             for i, ids in zip(chosen, outputs):
                 ids = [int(t) for t in ids]
                 answers[i] = {'text': self.tokenizer.decode(ids), 'token_ids': ids}

@@ -1,0 +1,193 @@
+"""Hugging Face `transformers` layout (config.json + model.safetensors), as tables aligned with `formats.google`.
+
+This is the only module that spells Hugging Face tensor names, model types and architecture class names.
+A family's table has the same keys as its Google table (`formats.google.TABLES`) and, per key, one row for
+each of the Google table's rows, in the same order::
+
+    Keras layer name -> [(HF tensor name, layout), ...]
+
+so row k of both tables names the same weight, and {Google name: (HF name, layout)} follows by zipping them
+(`google_to_hf`). `layout` says how the HF array relates to the Google checkpoint's array: PLAIN (the same)
+or TRANSPOSED (a `torch.nn.Linear` weight is (out, in), a Google kernel (in, out)). A Google key with no HF
+counterpart (BERT's `Embedding-Mapping`) is left out: a model that has that layer cannot be written in the
+family's HF layout.
+
+Names are written as the pretraining class stores them (`bert.` / `albert.` before the backbone; the heads
+without it). A file saved from the bare backbone class (`BertModel`) has the same names without the
+backbone prefix (`FAMILIES[f]['backbone_prefix']`). Adding a family = one table + one entry in `FAMILIES`.
+
+Imports only the standard library and `formats.google`.
+"""
+from bert4keras_ext.formats import google
+
+__all__ = ['PLAIN', 'TRANSPOSED', 'BERT', 'ALBERT', 'FAMILIES', 'LEGACY_SUFFIXES', 'IGNORED_SUFFIXES', 'WEIGHTS_FILE',
+           'WEIGHTS_INDEX_FILE', 'CONFIG_FILE', 'PYTORCH_FILES', 'table', 'google_to_hf', 'family_of_model_type',
+           'architecture_for', 'CONFIG_SIZES', 'ACTIVATIONS_FROM_HF', 'ACTIVATIONS_TO_HF']
+
+PLAIN = 'plain'
+TRANSPOSED = 'transposed'
+
+CONFIG_FILE = 'config.json'
+WEIGHTS_FILE = 'model.safetensors'
+WEIGHTS_INDEX_FILE = 'model.safetensors.index.json'  # sharded: {"weight_map": {tensor name: shard file}}
+PYTORCH_FILES = ('pytorch_model.bin', 'pytorch_model.bin.index.json')
+
+
+def _linear(name):
+    """torch.nn.Linear `name`: weight (out, in) = Google kernel transposed, then bias."""
+    return [(name + '.weight', TRANSPOSED), (name + '.bias', PLAIN)]
+
+
+def _norm(name):
+    """torch.nn.LayerNorm `name`: weight (Google gamma), bias (Google beta)."""
+    return [(name + '.weight', PLAIN), (name + '.bias', PLAIN)]
+
+
+def _embedding(name):
+    return [(name + '.weight', PLAIN)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The tables (keys and row order: formats.google)
+# ---------------------------------------------------------------------------------------------------
+BERT = {
+    'Embedding-Token': _embedding('bert.embeddings.word_embeddings'),
+    'Embedding-Segment': _embedding('bert.embeddings.token_type_embeddings'),
+    'Embedding-Position': _embedding('bert.embeddings.position_embeddings'),
+    'Embedding-Norm': _norm('bert.embeddings.LayerNorm'),
+    'Pooler-Dense': _linear('bert.pooler.dense'),
+    # Google's NSP output_weights are (2, hidden) too: no transpose relative to the Google array
+    'NSP-Proba': [('cls.seq_relationship.weight', PLAIN), ('cls.seq_relationship.bias', PLAIN)],
+    'MLM-Dense': _linear('cls.predictions.transform.dense'),
+    'MLM-Norm': _norm('cls.predictions.transform.LayerNorm'),
+    'MLM-Bias': [('cls.predictions.bias', PLAIN)],
+    'Transformer-{i}-MultiHeadSelfAttention': (
+        _linear('bert.encoder.layer.{i}.attention.self.query') + _linear('bert.encoder.layer.{i}.attention.self.key')
+        + _linear('bert.encoder.layer.{i}.attention.self.value')
+        + _linear('bert.encoder.layer.{i}.attention.output.dense')),
+    'Transformer-{i}-MultiHeadSelfAttention-Norm': _norm('bert.encoder.layer.{i}.attention.output.LayerNorm'),
+    'Transformer-{i}-FeedForward': (_linear('bert.encoder.layer.{i}.intermediate.dense')
+                                    + _linear('bert.encoder.layer.{i}.output.dense')),
+    'Transformer-{i}-FeedForward-Norm': _norm('bert.encoder.layer.{i}.output.LayerNorm'),
+}
+
+# HF ALBERT with one hidden group of one layer (num_hidden_groups = inner_group_num = 1): Google's shared block.
+_ALBERT_BLOCK = 'albert.encoder.albert_layer_groups.0.albert_layers.0.'
+ALBERT = {
+    'Embedding-Token': _embedding('albert.embeddings.word_embeddings'),
+    'Embedding-Segment': _embedding('albert.embeddings.token_type_embeddings'),
+    'Embedding-Position': _embedding('albert.embeddings.position_embeddings'),
+    'Embedding-Norm': _norm('albert.embeddings.LayerNorm'),
+    'Embedding-Mapping': _linear('albert.encoder.embedding_hidden_mapping_in'),
+    'Pooler-Dense': _linear('albert.pooler'),
+    'NSP-Proba': [('sop_classifier.classifier.weight', PLAIN), ('sop_classifier.classifier.bias', PLAIN)],
+    'MLM-Dense': _linear('predictions.dense'),
+    'MLM-Norm': _norm('predictions.LayerNorm'),
+    'MLM-Bias': [('predictions.bias', PLAIN)],
+    'Transformer-{i}-MultiHeadSelfAttention': (
+        _linear(_ALBERT_BLOCK + 'attention.query') + _linear(_ALBERT_BLOCK + 'attention.key')
+        + _linear(_ALBERT_BLOCK + 'attention.value') + _linear(_ALBERT_BLOCK + 'attention.dense')),
+    'Transformer-{i}-MultiHeadSelfAttention-Norm': _norm(_ALBERT_BLOCK + 'attention.LayerNorm'),
+    'Transformer-{i}-FeedForward': _linear(_ALBERT_BLOCK + 'ffn') + _linear(_ALBERT_BLOCK + 'ffn_output'),
+    'Transformer-{i}-FeedForward-Norm': _norm(_ALBERT_BLOCK + 'full_layer_layer_norm'),
+}
+
+# Per family: its table; `model_type` values in config.json; the backbone's attribute prefix; the MLM output
+# layer's tied tensors ({tensor: the tensor it equals}; transformers ties them on load, so they are not
+# written); the class to name in `architectures` for the heads a model has, first match wins (a class
+# whose name is in `backbone_classes` stores its tensors without the backbone prefix); config.json settings
+# the models here are built with (read: anything else is refused; written as is); transformers' default
+# hidden_act for a config.json without one.
+FAMILIES = {
+    'bert': {
+        'table': BERT,
+        'model_types': ('bert',),
+        'backbone_prefix': 'bert.',
+        'tied': {'cls.predictions.decoder.weight': 'bert.embeddings.word_embeddings.weight',
+                 'cls.predictions.decoder.bias': 'cls.predictions.bias'},
+        'architectures': [({'MLM-Dense', 'NSP-Proba'}, 'BertForPreTraining'), ({'MLM-Dense'}, 'BertForMaskedLM'),
+                          ({'NSP-Proba'}, 'BertForNextSentencePrediction'), (set(), 'BertModel')],
+        'backbone_classes': ('BertModel',),
+        'fixed_config': {'position_embedding_type': 'absolute'},
+        'default_hidden_act': 'gelu',
+    },
+    'albert': {
+        'table': ALBERT,
+        'model_types': ('albert',),
+        'backbone_prefix': 'albert.',
+        'tied': {'predictions.decoder.weight': 'albert.embeddings.word_embeddings.weight',
+                 'predictions.decoder.bias': 'predictions.bias'},
+        'architectures': [({'NSP-Proba'}, 'AlbertForPreTraining'), ({'MLM-Dense'}, 'AlbertForMaskedLM'),
+                          (set(), 'AlbertModel')],
+        'backbone_classes': ('AlbertModel',),
+        'fixed_config': {'num_hidden_groups': 1, 'inner_group_num': 1},
+        'default_hidden_act': 'gelu_new',
+    },
+}
+
+# Older conversions (and the PyTorch files they came from) name LayerNorm parameters gamma / beta;
+# transformers renames them on load, and so does the reader.
+LEGACY_SUFFIXES = {'.gamma': '.weight', '.beta': '.bias'}
+
+# Buffers that are not weights (position ids saved by older transformers versions).
+IGNORED_SUFFIXES = ('.position_ids',)
+
+# config.json sizes that mean the same as in bert_config.json.
+CONFIG_SIZES = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',
+                'max_position_embeddings', 'type_vocab_size', 'hidden_dropout_prob', 'attention_probs_dropout_prob',
+                'initializer_range', 'embedding_size')
+
+# transformers' ACT2FN names -> this package's (`backend.get_activation`); HF 'gelu' is the exact erf form.
+ACTIVATIONS_FROM_HF = {'gelu': 'gelu_erf', 'gelu_python': 'gelu_erf', 'gelu_new': 'gelu_tanh',
+                       'gelu_pytorch_tanh': 'gelu_tanh', 'gelu_fast': 'gelu_tanh', 'relu': 'relu', 'tanh': 'tanh',
+                       'silu': 'swish', 'swish': 'swish', 'linear': 'linear'}
+ACTIVATIONS_TO_HF = {'gelu_erf': 'gelu', 'gelu_tanh': 'gelu_new', 'relu': 'relu', 'tanh': 'tanh', 'swish': 'silu',
+                     'silu': 'silu', 'linear': 'linear'}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Derived from the tables
+# ---------------------------------------------------------------------------------------------------
+def table(family):
+    """The family's table {Keras layer name: [(HF tensor name, layout)]}."""
+    if family not in FAMILIES:
+        raise ValueError('no Hugging Face layout is known for checkpoint family %r; expected one of %s'
+                         % (family, sorted(FAMILIES)))
+    return FAMILIES[family]['table']
+
+
+def google_to_hf(family, num_hidden_layers):
+    """{Google checkpoint name: (HF tensor name, layout, Keras table key)} for a model of this depth.
+
+    A per-layer block ({i} in the names) is written out for every encoder layer; a shared block once.
+    """
+    google_table = google.table(family)
+    pairs = {}
+    for layer, rows in table(family).items():
+        google_rows = google_table[layer]
+        if len(google_rows) != len(rows):
+            raise ValueError('formats.huggingface: %s table row count of %r differs from the Google table'
+                             % (family, layer))
+        per_layer = any('{i}' in name for name, _ in rows)
+        for i in range(num_hidden_layers) if per_layer else [None]:
+            for (hf_name, layout), (google_name, _) in zip(rows, google_rows):
+                if i is not None:
+                    hf_name, google_name = hf_name.format(i=i), google_name.format(i=i)
+                pairs[google_name] = (hf_name, layout, layer)
+    return pairs
+
+
+def family_of_model_type(model_type):
+    """The family whose `model_types` holds `model_type`, or None."""
+    for family, spec in FAMILIES.items():
+        if model_type in spec['model_types']:
+            return family
+    return None
+
+
+def architecture_for(family, head_layers):
+    """(class name, True when its tensors carry the backbone prefix) for a model with these head layers."""
+    for needed, name in FAMILIES[family]['architectures']:
+        if needed <= set(head_layers):
+            return name, name not in FAMILIES[family]['backbone_classes']
+    raise ValueError('formats.huggingface: no architecture rule for heads %s' % sorted(head_layers))
