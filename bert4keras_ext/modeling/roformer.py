@@ -22,15 +22,9 @@ from bert4keras_ext.layers import (
     Add, Embedding, FeedForward, LayerNormalization, MultiHeadAttention,
 )
 from bert4keras_ext.modeling.bert import BERT
+from bert4keras_ext.nn.common import is_16bit, register
 
 __all__ = ['RoFormer', 'RoFormerV2', 'RotaryMultiHeadAttention', 'WeightlessRMSNorm', 'RoFormerV2Initializer']
-
-register = keras.saving.register_keras_serializable(package='bert4keras_ext')
-
-
-def _is_16bit(dtype):
-    return keras.backend.standardize_dtype(dtype) in ('float16', 'bfloat16')
-
 
 @register
 class RotaryMultiHeadAttention(MultiHeadAttention):
@@ -85,7 +79,7 @@ class WeightlessRMSNorm(LayerNormalization):
 
     def call(self, inputs):
         x = inputs
-        if _is_16bit(x.dtype):
+        if is_16bit(x.dtype):
             x = ops.cast(x, 'float32')
         x = x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
         return ops.cast(x, inputs.dtype)
