@@ -50,12 +50,20 @@ class BERT(Transformer):
         return inputs
 
     def apply_embeddings(self, inputs):
+        """Token (+ segment) → position → norm → dropout (→ `Embedding-Mapping` when factorised)."""
         inputs = list(inputs)
+        x = self.apply_token_segment_embeddings(inputs)
+        x = self.apply_position_embeddings(x, inputs)
+        x = self.apply_norm(x, 'Embedding-Norm')
+        x = self.apply(x, keras.layers.Dropout, rate=self.dropout_rate, name='Embedding-Dropout')
+        return self.apply_embedding_mapping(x)
+
+    def apply_token_segment_embeddings(self, inputs):
+        """Token (+ segment) embeddings; takes the token and segment ids off the front of the list `inputs`
+        and makes the attention mask from them."""
         token_ids = inputs.pop(0)
         segment_ids = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        position_ids = inputs.pop(0) if self.custom_position_ids else None
         self.attention_bias = self.make_attention_bias(token_ids, segment_ids)
-
         x = self.apply(token_ids, Embedding, input_dim=self.vocab_size, output_dim=self.embedding_size,
                        embeddings_initializer=self.initializer, mask_zero=True, name='Embedding-Token')
         if segment_ids is not None:
@@ -66,16 +74,27 @@ class BERT(Transformer):
                                output_dim=self.embedding_size, embeddings_initializer=self.initializer,
                                name='Embedding-Segment')
             x = self.apply([x, s], Add, name='Embedding-Token-Segment')
-        x = self.apply([x, position_ids] if self.custom_position_ids else x, PositionEmbedding,
-                       input_dim=self.max_position, output_dim=self.embedding_size, merge_mode='add',
-                       hierarchical=self.hierarchical_position, embeddings_initializer=self.initializer,
-                       custom_position_ids=self.custom_position_ids, name='Embedding-Position')
-        x = self.apply_layer_norm(x, 'Embedding-Norm')
-        x = self.apply(x, keras.layers.Dropout, rate=self.dropout_rate, name='Embedding-Dropout')
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(x, keras.layers.Dense, units=self.hidden_size, kernel_initializer=self.initializer,
-                           name='Embedding-Mapping')
         return x
+
+    def apply_position_embeddings(self, x, inputs):
+        """The absolute position table (`custom_position_ids`: the position ids come next in `inputs`);
+        families with relative or rotary positions return `x` unchanged."""
+        position_ids = inputs.pop(0) if self.custom_position_ids else None
+        return self.apply([x, position_ids] if self.custom_position_ids else x, PositionEmbedding,
+                          input_dim=self.max_position, output_dim=self.embedding_size, merge_mode='add',
+                          hierarchical=self.hierarchical_position, embeddings_initializer=self.initializer,
+                          custom_position_ids=self.custom_position_ids, name='Embedding-Position')
+
+    def apply_embedding_mapping(self, x):
+        if self.embedding_size != self.hidden_size:
+            x = self.apply(x, keras.layers.Dense, units=self.hidden_size, use_bias=self.use_bias,
+                           kernel_initializer=self.initializer, name='Embedding-Mapping')
+        return x
+
+    def apply_norm(self, x, name):
+        """The normalisation after the embeddings and each residual sum (LayerNormalization, conditional when
+        the model is built with `layer_norm_cond`); RoFormer-v2 uses a weightless one."""
+        return self.apply_layer_norm(x, name)
 
     def make_attention_bias(self, token_ids, segment_ids):
         """Padding mask (b, 1, 1, n) from token ids; applications (LM / UniLM) override this."""
@@ -87,36 +106,54 @@ class BERT(Transformer):
     def feed_forward_layer_name(self, index):
         return 'Transformer-%d-FeedForward' % index
 
+    # The block's attention: its layer class, its inputs and its options (families override these).
+    attention_class = MultiHeadAttention
+    use_bias = True  # biases in the dense layers (RoFormer-v2 has none)
+
+    def attention_inputs(self, x, index):
+        """[q, k, v, attention mask?, previous layer's scores (RealFormer)?] for block `index`."""
+        inputs = [x, x, x]
+        bias = self.compute_attention_bias(index)
+        if bias is not None:
+            inputs.append(bias)
+        if self.residual_attention_scores and index > 0 and self._previous_scores is not None:
+            inputs.append(self._previous_scores)
+        return inputs
+
+    def attention_options(self):
+        options = dict(heads=self.num_attention_heads, head_size=self.attention_head_size, out_dim=self.hidden_size,
+                       key_size=self.attention_key_size, attention_dropout=self.attention_dropout_rate,
+                       return_attention_scores=bool(self.residual_attention_scores),
+                       normalization=self.attention_normalization, scale_base=self.attention_scale_base,
+                       kernel_initializer=self.initializer, recompute=self.recompute)
+        if not self.use_bias:
+            options['use_bias'] = False
+        return options
+
+    def feed_forward_options(self):
+        options = dict(units=self.intermediate_size, activation=self.hidden_act, kernel_initializer=self.initializer,
+                       recompute=self.recompute)
+        if not self.use_bias:
+            options['use_bias'] = False
+        return options
+
     def apply_main_layers(self, inputs, index):
-        """One post-LN block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+        """One post-LN block: x = Norm(x + Attn(x)); x = Norm(x + FFN(x))."""
         x = inputs
         attention_name = self.attention_layer_name(index)
         feed_forward_name = self.feed_forward_layer_name(index)
-        bias = self.compute_attention_bias(index)
-        attention_inputs = [x, x, x]
-        if bias is not None:
-            attention_inputs.append(bias)
-        residual_scores = self.residual_attention_scores
-        if residual_scores and index > 0 and self._previous_scores is not None:
-            attention_inputs.append(self._previous_scores)
-        y = self.apply(attention_inputs, MultiHeadAttention, heads=self.num_attention_heads,
-                       head_size=self.attention_head_size, out_dim=self.hidden_size,
-                       key_size=self.attention_key_size, attention_dropout=self.attention_dropout_rate,
-                       return_attention_scores=bool(residual_scores), normalization=self.attention_normalization,
-                       scale_base=self.attention_scale_base, kernel_initializer=self.initializer,
-                       recompute=self.recompute, name=attention_name)
-        if residual_scores:
+        y = self.apply(self.attention_inputs(x, index), self.attention_class, name=attention_name,
+                       **self.attention_options())
+        if self.residual_attention_scores:
             y, self._previous_scores = y
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % attention_name)
         x = self.apply([x, y], Add, name='%s-Add' % attention_name)
-        x = self.apply_layer_norm(x, '%s-Norm' % attention_name)
+        x = self.apply_norm(x, '%s-Norm' % attention_name)
 
-        y = self.apply(x, FeedForward, units=self.intermediate_size, activation=self.hidden_act,
-                       kernel_initializer=self.initializer, recompute=self.recompute, name=feed_forward_name)
+        y = self.apply(x, FeedForward, name=feed_forward_name, **self.feed_forward_options())
         y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % feed_forward_name)
         x = self.apply([x, y], Add, name='%s-Add' % feed_forward_name)
-        x = self.apply_layer_norm(x, '%s-Norm' % feed_forward_name)
-        return x
+        return self.apply_norm(x, '%s-Norm' % feed_forward_name)
 
     def apply_final_layers(self, inputs):
         x = inputs

@@ -23,10 +23,10 @@ Checkpoints: Huawei's TF1 releases use BERT's variable names without bert/embedd
 Hugging Face (Huawei's TF code used the tanh form, ~1e-3 apart); pass hidden_act='gelu_tanh' to follow it.
 """
 from bert4keras_ext.backend import Sinusoidal, keras, ops
-from bert4keras_ext.caching import grouped_matmul, write_slots
+from bert4keras_ext.caching import write_slots
 from bert4keras_ext.checkpoints import CheckpointMismatchError, CheckpointReader
 from bert4keras_ext.formats.google import FAMILY_HINTS, foreign_variables
-from bert4keras_ext.layers import Add, Embedding, FeedForward, MultiHeadAttention
+from bert4keras_ext.layers import MultiHeadAttention
 from bert4keras_ext.modeling.bert import BERT
 from bert4keras_ext.positions import RelativePositionEmbedding
 
@@ -116,82 +116,24 @@ class RelativeMultiHeadAttention(MultiHeadAttention):
         # The relative embeddings travel as the last "bias"; `_attention` / `_cached_attention` take them off.
         return super().call(inputs, mask=None, training=training, cache=cache, decoding=decoding)
 
-    @staticmethod
-    def _relative_scores(qw, relative):
-        """qw (b, h, n, d) · r (n, m, d) or (b, n, m, d) → (b, h, n, m)."""
+    # The relative embeddings travel as the last "bias"; the base class adds their terms in both paths.
+    def split_biases(self, biases):
+        return list(biases[:-1]), biases[-1]
+
+    def extra_scores(self, qw, relative):
+        """qw (b, h, n, d) · r (n, m, d) (training, prefill) or (b, n, m, d) (a cached step) → (b, h, n, m).
+        The queries are already scaled: (q·r)/sqrt(d) = (q/sqrt(d))·r."""
+        relative = ops.cast(relative, qw.dtype)
         if len(relative.shape) == 3:
             return ops.einsum('bhqd,qkd->bhqk', qw, relative)
         return ops.einsum('bhqd,bqkd->bhqk', qw, relative)
 
-    @staticmethod
-    def _relative_context(probs, relative):
+    def extra_context(self, probs, relative):
         """probs (b, h, n, m) · r → (b, h, n, d)."""
+        relative = ops.cast(relative, probs.dtype)
         if len(relative.shape) == 3:
             return ops.einsum('bhqk,qkd->bhqd', probs, relative)
         return ops.einsum('bhqk,bqkd->bhqd', probs, relative)
-
-    def _attention(self, q, k, v, biases, training=None, dropout_keep=None):
-        biases, relative = list(biases[:-1]), biases[-1]
-        qw, kw, vw = self.project(q, k, v)  # the queries are already scaled: (q·r)/sqrt(d) = (q/sqrt(d))·r
-        qw, kw, vw = (ops.transpose(t, (0, 2, 1, 3)) for t in (qw, kw, vw))                 # (b, h, ·, d)
-        relative = ops.cast(relative, qw.dtype)
-        scores = ops.einsum('bhqd,bhkd->bhqk', qw, kw) + self._relative_scores(qw, relative)
-        probs, scores = self.attention_probs(scores, biases, vw.dtype, training=training, dropout_keep=dropout_keep)
-        context = ops.einsum('bhqk,bhkd->bhqd', probs, vw) + self._relative_context(probs, relative)
-        output = self._merge_heads(context)
-        if self.return_attention_scores:
-            return [output, scores]
-        return output
-
-    def _merge_heads(self, context):
-        """(b, h, n, dv) → o_dense of (b, n, h·dv)."""
-        context = ops.transpose(context, (0, 2, 1, 3))
-        return self.o_dense(ops.reshape(context, tuple(ops.shape(context)[:2]) + (self.heads * self.head_size,)))
-
-    def _cached_attention(self, q, k, v, biases, cache, decoding):
-        """`MultiHeadAttention._cached_attention` plus the relative terms; the last bias is r for the new
-        tokens against the prefix slots then the rows slots ((n, n, d) in a prefill, (rows, n, S + T, d)
-        in a step, from `CachedRelativePositionEmbedding`)."""
-        biases, relative = list(biases[:-1]), biases[-1]
-        if k is not q or v is not q:
-            raise NotImplementedError('%s: cached decoding supports self-attention (query = key = value) only'
-                                      % self.name)
-        cache = cache or {}
-        constants = cache.get('constants') or self.decoding_constants()
-        heads, key_size, head_size = self.heads, self.key_size, self.head_size
-        qkv = ops.matmul(q, constants['qkv_kernel']) + constants['qkv_bias']            # (rows, n, ·)
-        rows, n = ops.shape(qkv)[0], ops.shape(qkv)[1]
-        qw = ops.reshape(qkv[..., :heads * key_size], (rows, n, heads, key_size))
-        kw = ops.reshape(qkv[..., heads * key_size:2 * heads * key_size], (rows, n, heads, key_size))
-        vw = ops.reshape(qkv[..., 2 * heads * key_size:], (rows, n, heads, head_size))
-        qw, kw = self.apply_positions(qw, kw, decoding.positions)
-        qw = ops.transpose(self._scaled(qw), (0, 2, 1, 3))                                # (rows, h, n, dk)
-        kw = ops.transpose(kw, (0, 2, 3, 1))                                              # (rows, h, dk, n)
-        vw = ops.transpose(vw, (0, 2, 1, 3))                                              # (rows, h, n, dv)
-        if cache.get('rows') is None:
-            key, value = kw, vw
-        else:
-            key = write_slots(cache['rows']['key'], kw, decoding.index, axis=3)
-            value = write_slots(cache['rows']['value'], vw, decoding.index, axis=2)
-        scores = ops.matmul(qw, ops.cast(key, qw.dtype))                                   # (rows, h, n, T)
-        prefix = cache.get('prefix')
-        if prefix is not None:
-            scores = ops.concatenate([grouped_matmul(qw, prefix['key'], decoding.grouping), scores], axis=3)
-        relative = ops.cast(relative, qw.dtype)
-        scores = scores + self._relative_scores(qw, relative)
-        probs, scores = self.attention_probs(scores, biases, qw.dtype, training=False)
-        if prefix is None:
-            context = ops.matmul(probs, ops.cast(value, qw.dtype))
-        else:
-            n_prefix = ops.shape(prefix['key'])[3]
-            context = (grouped_matmul(probs[..., :n_prefix], prefix['value'], decoding.grouping)
-                       + ops.matmul(probs[..., n_prefix:], ops.cast(value, qw.dtype)))   # (rows, h, n, dv)
-        context = context + self._relative_context(probs, relative)
-        output = self._merge_heads(context)
-        new_cache = {'rows': {'key': key, 'value': value}, 'constants': constants}
-        if prefix is not None:
-            new_cache['prefix'] = prefix
-        return ([output, scores] if self.return_attention_scores else output), new_cache
 
     def compute_output_shape(self, input_shape):
         return super().compute_output_shape(input_shape[:-1])
@@ -229,29 +171,12 @@ class NEZHA(BERT):
         self.max_relative_position = max_relative_position
         self.position_bias = None
 
-    def apply_embeddings(self, inputs):
-        """Token + segment embeddings → LayerNorm → dropout (→ Embedding-Mapping): BERT's without positions."""
-        inputs = list(inputs)
-        token_ids = inputs.pop(0)
-        segment_ids = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        self.attention_bias = self.make_attention_bias(token_ids, segment_ids)
-        self.position_bias = None  # made by the first block from its input (per call: cached decoding too)
+    attention_class = RelativeMultiHeadAttention  # inputs [q, k, v, *biases, r]
 
-        x = self.apply(token_ids, Embedding, input_dim=self.vocab_size, output_dim=self.embedding_size,
-                       embeddings_initializer=self.initializer, mask_zero=True, name='Embedding-Token')
-        if segment_ids is not None:
-            if self.shared_segment_embeddings:
-                s = self.apply(segment_ids, Embedding, name='Embedding-Token')
-            else:
-                s = self.apply(segment_ids, Embedding, input_dim=self.segment_vocab_size,
-                               output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                               name='Embedding-Segment')
-            x = self.apply([x, s], Add, name='Embedding-Token-Segment')
-        x = self.apply_layer_norm(x, 'Embedding-Norm')
-        x = self.apply(x, keras.layers.Dropout, rate=self.dropout_rate, name='Embedding-Dropout')
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(x, keras.layers.Dense, units=self.hidden_size, kernel_initializer=self.initializer,
-                           name='Embedding-Mapping')
+    def apply_position_embeddings(self, x, inputs):
+        """No absolute table; the relative embeddings are made by the first block from its input (per call,
+        cached decoding included)."""
+        self.position_bias = None
         return x
 
     def compute_position_bias(self, inputs=None):
@@ -263,38 +188,9 @@ class NEZHA(BERT):
                 name='Embedding-Relative-Position')
         return self.position_bias
 
-    def apply_main_layers(self, inputs, index):
-        """One post-LN block with relative attention: x = LN(x + Attn(x, r)); x = LN(x + FFN(x))."""
-        x = inputs
-        attention_name = self.attention_layer_name(index)
-        feed_forward_name = self.feed_forward_layer_name(index)
-        bias = self.compute_attention_bias(index)
-        position_bias = self.compute_position_bias(x)
-        attention_inputs = [x, x, x]
-        if bias is not None:
-            attention_inputs.append(bias)
-        residual_scores = self.residual_attention_scores
-        if residual_scores and index > 0 and self._previous_scores is not None:
-            attention_inputs.append(self._previous_scores)
-        attention_inputs.append(position_bias)
-        y = self.apply(attention_inputs, RelativeMultiHeadAttention, heads=self.num_attention_heads,
-                       head_size=self.attention_head_size, out_dim=self.hidden_size,
-                       key_size=self.attention_key_size, attention_dropout=self.attention_dropout_rate,
-                       return_attention_scores=bool(residual_scores), normalization=self.attention_normalization,
-                       scale_base=self.attention_scale_base, kernel_initializer=self.initializer,
-                       recompute=self.recompute, name=attention_name)
-        if residual_scores:
-            y, self._previous_scores = y
-        y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % attention_name)
-        x = self.apply([x, y], Add, name='%s-Add' % attention_name)
-        x = self.apply_layer_norm(x, '%s-Norm' % attention_name)
-
-        y = self.apply(x, FeedForward, units=self.intermediate_size, activation=self.hidden_act,
-                       kernel_initializer=self.initializer, recompute=self.recompute, name=feed_forward_name)
-        y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % feed_forward_name)
-        x = self.apply([x, y], Add, name='%s-Add' % feed_forward_name)
-        x = self.apply_layer_norm(x, '%s-Norm' % feed_forward_name)
-        return x
+    def attention_inputs(self, x, index):
+        """BERT's attention inputs, then the relative embeddings r (n, m, head_size)."""
+        return super().attention_inputs(x, index) + [self.compute_position_bias(x)]
 
     def variable_mapping(self):
         return self._table_mapping('nezha')

@@ -18,9 +18,7 @@ from bert4keras_ext.backend import (
 )
 from bert4keras_ext.checkpoints import CheckpointMismatchError, CheckpointReader
 from bert4keras_ext.formats import FAMILY_HINTS, detect_family
-from bert4keras_ext.layers import (
-    Add, Embedding, FeedForward, LayerNormalization, MultiHeadAttention,
-)
+from bert4keras_ext.layers import Embedding, LayerNormalization, MultiHeadAttention
 from bert4keras_ext.modeling.bert import BERT
 from bert4keras_ext.nn.common import is_16bit, register
 
@@ -132,71 +130,10 @@ class RoFormer(BERT):
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------------------------ forward steps
-    def apply_token_segment_embeddings(self, inputs):
-        """Token (+ segment) embeddings, and the attention mask from the token ids."""
-        inputs = list(inputs)
-        token_ids = inputs.pop(0)
-        segment_ids = inputs.pop(0) if self.segment_vocab_size > 0 else None
-        self.attention_bias = self.make_attention_bias(token_ids, segment_ids)
-        x = self.apply(token_ids, Embedding, input_dim=self.vocab_size, output_dim=self.embedding_size,
-                       embeddings_initializer=self.initializer, mask_zero=True, name='Embedding-Token')
-        if segment_ids is not None:
-            if self.shared_segment_embeddings:
-                s = self.apply(segment_ids, Embedding, name='Embedding-Token')
-            else:
-                s = self.apply(segment_ids, Embedding, input_dim=self.segment_vocab_size,
-                               output_dim=self.embedding_size, embeddings_initializer=self.initializer,
-                               name='Embedding-Segment')
-            x = self.apply([x, s], Add, name='Embedding-Token-Segment')
-        return x
+    attention_class = RotaryMultiHeadAttention  # the rotation happens in every attention layer
 
-    def apply_embeddings(self, inputs):
-        x = self.apply_token_segment_embeddings(inputs)
-        x = self.apply_norm(x, 'Embedding-Norm')
-        x = self.apply(x, keras.layers.Dropout, rate=self.dropout_rate, name='Embedding-Dropout')
-        return self.apply_embedding_mapping(x)
-
-    def apply_embedding_mapping(self, x):
-        if self.embedding_size != self.hidden_size:
-            x = self.apply(x, keras.layers.Dense, units=self.hidden_size, use_bias=self.use_bias,
-                           kernel_initializer=self.initializer, name='Embedding-Mapping')
-        return x
-
-    def apply_norm(self, x, name):
-        """The normalisation after each residual sum (LayerNormalization, conditional when built so)."""
-        return self.apply_layer_norm(x, name)
-
-    def apply_main_layers(self, inputs, index):
-        """One post-norm block: x = Norm(x + RotaryAttn(x)); x = Norm(x + FFN(x))."""
-        x = inputs
-        attention_name = self.attention_layer_name(index)
-        feed_forward_name = self.feed_forward_layer_name(index)
-        bias = self.compute_attention_bias(index)
-        attention_inputs = [x, x, x]
-        if bias is not None:
-            attention_inputs.append(bias)
-        residual_scores = self.residual_attention_scores
-        if residual_scores and index > 0 and self._previous_scores is not None:
-            attention_inputs.append(self._previous_scores)
-        y = self.apply(attention_inputs, RotaryMultiHeadAttention, heads=self.num_attention_heads,
-                       head_size=self.attention_head_size, out_dim=self.hidden_size,
-                       key_size=self.attention_key_size, use_bias=self.use_bias,
-                       attention_dropout=self.attention_dropout_rate,
-                       return_attention_scores=bool(residual_scores), normalization=self.attention_normalization,
-                       scale_base=self.attention_scale_base, kernel_initializer=self.initializer,
-                       recompute=self.recompute, name=attention_name)
-        if residual_scores:
-            y, self._previous_scores = y
-        y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % attention_name)
-        x = self.apply([x, y], Add, name='%s-Add' % attention_name)
-        x = self.apply_norm(x, '%s-Norm' % attention_name)
-
-        y = self.apply(x, FeedForward, units=self.intermediate_size, activation=self.hidden_act,
-                       use_bias=self.use_bias, kernel_initializer=self.initializer, recompute=self.recompute,
-                       name=feed_forward_name)
-        y = self.apply(y, keras.layers.Dropout, rate=self.dropout_rate, name='%s-Dropout' % feed_forward_name)
-        x = self.apply([x, y], Add, name='%s-Add' % feed_forward_name)
-        return self.apply_norm(x, '%s-Norm' % feed_forward_name)
+    def apply_position_embeddings(self, x, inputs):
+        return x  # no absolute position table
 
     # ------------------------------------------------------------------------------------ checkpoints
     def variable_mapping(self):
@@ -246,7 +183,7 @@ class RoFormerV2(RoFormer):
         if self.layer_norm_conds[0] is not None:
             raise ValueError('RoFormerV2 has no normalisation weights, so layer_norm_cond (Conditional Layer '
                              'Normalization) cannot be applied')
-        x = self.apply_token_segment_embeddings(inputs)
+        x = self.apply_token_segment_embeddings(list(inputs))
         x = self.apply(x, keras.layers.Dropout, rate=self.dropout_rate, name='Embedding-Dropout')
         x = self.apply_norm(x, 'Embedding-Norm')
         return self.apply_embedding_mapping(x)

@@ -123,10 +123,35 @@ class MultiHeadAttention(keras.layers.Layer):
         positions) overrides it, and training and cached decoding both go through it."""
         return qw, kw
 
+    # Position terms beyond q·k (NEZHA's relative positions): a subclass takes its tensor off the biases in
+    # `split_biases` and adds `extra_scores` / `extra_context`; training and cached decoding both call them.
+    def split_biases(self, biases):
+        """(masks and biases, extra position input or None) from the inputs after q, k, v."""
+        return biases, None
+
+    def extra_scores(self, qw, extra):
+        """A term added to the scores (b, h, n, m) from the scaled queries qw (b, h, n, dk)."""
+        raise NotImplementedError('%s: extra_scores is needed when split_biases returns an extra input'
+                                  % type(self).__name__)
+
+    def extra_context(self, probs, extra):
+        """A term added to the context (b, h, n, dv) from the attention weights probs (b, h, n, m)."""
+        raise NotImplementedError('%s: extra_context is needed when split_biases returns an extra input'
+                                  % type(self).__name__)
+
     def _attention(self, q, k, v, biases, training=None, dropout_keep=None):
+        biases, extra = self.split_biases(biases)
         qw, kw, vw = self.project(q, k, v)
         scores = ops.einsum('bqhd,bkhd->bhqk', qw, kw)
-        output, scores = self.attend(scores, vw, biases, training=training, dropout_keep=dropout_keep)
+        if extra is None:
+            output, scores = self.attend(scores, vw, biases, training=training, dropout_keep=dropout_keep)
+        else:
+            heads_first = ops.transpose(qw, (0, 2, 1, 3))                                    # (b, h, n, dk)
+            scores = scores + self.extra_scores(heads_first, extra)
+            probs, scores = self.attention_probs(scores, biases, vw.dtype, training=training,
+                                                 dropout_keep=dropout_keep)
+            context = ops.einsum('bhqk,bkhd->bhqd', probs, vw) + self.extra_context(probs, extra)
+            output = ops.transpose(context, (0, 2, 1, 3))                                   # (b, n, h, dv)
         output = ops.reshape(output, tuple(ops.shape(output)[:2]) + (self.heads * self.head_size,))
         output = self.o_dense(output)
         if self.return_attention_scores:
@@ -202,6 +227,7 @@ class MultiHeadAttention(keras.layers.Layer):
         if k is not q or v is not q:
             raise NotImplementedError('%s: cached decoding supports self-attention (query = key = value) only'
                                       % self.name)
+        biases, extra = self.split_biases(biases)
         cache = cache or {}
         constants = cache.get('constants') or self.decoding_constants()
         heads, key_size, head_size = self.heads, self.key_size, self.head_size
@@ -223,6 +249,8 @@ class MultiHeadAttention(keras.layers.Layer):
         prefix = cache.get('prefix')
         if prefix is not None:
             scores = ops.concatenate([grouped_matmul(qw, prefix['key'], decoding.grouping), scores], axis=3)
+        if extra is not None:
+            scores = scores + self.extra_scores(qw, extra)
         probs, scores = self.attention_probs(scores, biases, qw.dtype, training=False)
         if prefix is None:
             context = ops.matmul(probs, ops.cast(value, qw.dtype))
@@ -230,6 +258,8 @@ class MultiHeadAttention(keras.layers.Layer):
             n_prefix = ops.shape(prefix['key'])[3]
             context = (grouped_matmul(probs[..., :n_prefix], prefix['value'], decoding.grouping)
                        + ops.matmul(probs[..., n_prefix:], ops.cast(value, qw.dtype)))   # (rows, h, n, dv)
+        if extra is not None:
+            context = context + self.extra_context(probs, extra)
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (rows, n, heads * head_size))
         output = self.o_dense(context)
         new_cache = {'rows': {'key': key, 'value': value}, 'constants': constants}
