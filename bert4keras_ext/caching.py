@@ -75,12 +75,15 @@ class Decoding:
         positions: (rows, n) int32 position ids of the new tokens.
         index: scalar int32, the slot of the rows block where the first new token is written.
         grouping: a `PrefixGrouping` when the caches hold a shared prefix, else None.
+        portable: write cache slots with standard TensorFlow ops only (`write_slots`), for graphs that run
+            outside XLA-enabled TensorFlow (TF Serving); False uses the in-place update XLA compiles best.
     """
 
-    def __init__(self, positions, index=0, grouping=None):
+    def __init__(self, positions, index=0, grouping=None, portable=False):
         self.positions = positions
         self.index = index
         self.grouping = grouping
+        self.portable = portable
 
     @classmethod
     def prefill(cls, token_ids):
@@ -90,11 +93,28 @@ class Decoding:
         return cls(positions, index=0, grouping=None)
 
 
-def write_slots(block, new, index, axis):
-    """`block` with `new` written at `index` along `axis` (n = new.shape[axis] slots)."""
-    start = [0] * len(block.shape)
-    start[axis] = index
-    return ops.slice_update(block, tuple(start), ops.cast(new, block.dtype))
+def write_slots(block, new, index, axis, portable=False):
+    """`block` with `new` written at `index` along `axis` (n = new.shape[axis] slots).
+
+    The default is Keras' `slice_update`, which TensorFlow lowers to an in-place `XlaDynamicUpdateSlice`: the
+    fastest in the XLA-compiled decoding step, but an op that TF Serving's CPU build runs only with XLA
+    compilation enabled and its GPU build not at all. `portable=True` builds the same result from standard
+    ops (pad, roll, select), for exported graphs.
+    """
+    new = ops.cast(new, block.dtype)
+    if not portable:
+        start = [0] * len(block.shape)
+        start[axis] = index
+        return ops.slice_update(block, tuple(start), new)
+    import tensorflow as tf
+    length, n = tf.shape(block)[axis], tf.shape(new)[axis]
+    widths = [[0, 0]] * len(block.shape)
+    widths[axis] = [0, length - n]
+    moved = tf.roll(tf.pad(new, widths), shift=index, axis=axis)        # the new slots at index .. index + n
+    slots = tf.range(length)
+    inside = tf.logical_and(slots >= index, slots < index + n)
+    inside = tf.reshape(inside, [-1 if a == axis else 1 for a in range(len(block.shape))])
+    return tf.where(inside, moved, block)
 
 
 def grouped_matmul(a, b, grouping):

@@ -113,3 +113,24 @@ def test_several_new_tokens_per_call_equal_one_at_a_time():
         start += n
     expected = numpy_attention(layer, x_all[0], np.tril(np.ones((6, 6), bool)))
     np.testing.assert_allclose(np.concatenate(outputs), expected, atol=1e-5)
+
+
+def test_portable_slot_writes_equal_the_in_place_update():
+    """`write_slots(..., portable=True)` (standard ops, for TF Serving) equals `slice_update` on every axis,
+    index and width, against numpy assignment."""
+    from bert4keras_ext.caching import write_slots
+    rng = np.random.RandomState(2)
+    block = rng.normal(size=(3, 4, 5, 6)).astype('float32')
+    for axis in range(4):
+        for n in (1, 2):
+            for index in range(block.shape[axis] - n + 1):
+                shape = list(block.shape)
+                shape[axis] = n
+                new = rng.normal(size=shape).astype('float32')
+                expected = block.copy()
+                where = [slice(None)] * 4
+                where[axis] = slice(index, index + n)
+                expected[tuple(where)] = new
+                for portable in (False, True):
+                    got = write_slots(tf.constant(block), tf.constant(new), tf.constant(index), axis, portable=portable)
+                    np.testing.assert_array_equal(np.asarray(got), expected)

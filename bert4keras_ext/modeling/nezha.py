@@ -68,7 +68,8 @@ class CachedRelativePositionEmbedding(RelativePositionEmbedding):
         queries = ops.cast(decoding.positions, 'int32')                                    # (rows, n)
         if cache.get('rows') is None:  # a prefill: whole sequences from position 0, as in training
             return super().call(inputs), {'rows': {'positions': queries}}
-        keys = write_slots(cache['rows']['positions'], queries, decoding.index, axis=1)    # (rows, T)
+        keys = write_slots(cache['rows']['positions'], queries, decoding.index, axis=1,
+                           portable=decoding.portable)                                      # (rows, T)
         all_keys = keys
         prefix = cache.get('prefix')
         if prefix is not None:

@@ -243,8 +243,8 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache.get('rows') is None:
             key, value = kw, vw
         else:
-            key = write_slots(cache['rows']['key'], kw, decoding.index, axis=3)
-            value = write_slots(cache['rows']['value'], vw, decoding.index, axis=2)
+            key = write_slots(cache['rows']['key'], kw, decoding.index, axis=3, portable=decoding.portable)
+            value = write_slots(cache['rows']['value'], vw, decoding.index, axis=2, portable=decoding.portable)
         scores = ops.matmul(qw, ops.cast(key, qw.dtype))                                   # (rows, h, n, T)
         prefix = cache.get('prefix')
         if prefix is not None:
@@ -376,8 +376,9 @@ class AttentionMask(keras.layers.Layer):
         if rows_cache is None:
             key_order, key_valid = order, valid
         else:
-            key_order = write_slots(rows_cache['order'], order, decoding.index, axis=1)
-            key_valid = write_slots(rows_cache['valid'], valid, decoding.index, axis=1)
+            portable = decoding.portable
+            key_order = write_slots(rows_cache['order'], order, decoding.index, axis=1, portable=portable)
+            key_valid = write_slots(rows_cache['valid'], valid, decoding.index, axis=1, portable=portable)
         allowed = ops.logical_and(key_valid[:, None, :], key_order[:, None, :] <= order[:, :, None])
         prefix = cache.get('prefix')
         if prefix is not None:
