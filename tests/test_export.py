@@ -77,10 +77,15 @@ def _pointer(layer_class):
     return make
 
 
+# The heads each family has, on top of its UniLM: pooler + MLM where the release has them; RoFormer-v2 has
+# no pooler; ELECTRA has no token head but its replaced-token discriminator.
+FAMILY_HEADS = {'roformer_v2': {}, 'electra': {'with_mlm': False, 'with_discriminator': True}}
+
 CASES = {}
 for _family in FAMILIES:
     CASES['encoder-' + _family] = lambda family=_family: _backbone(family)
-    CASES['unilm_mlm-' + _family] = lambda family=_family: _backbone(family, 'unilm', with_pool=True)
+    CASES['unilm_mlm-' + _family] = lambda family=_family: _backbone(
+        family, 'unilm', **FAMILY_HEADS.get(family, {'with_pool': True}))
 CASES.update({
     'lm-bert': lambda: _backbone('bert', 'lm', with_mlm='linear'),
     'classifier': _classifier,
