@@ -116,7 +116,7 @@ def _viterbi_ops(emissions, trans, mask, start_bias, end_bias):
     (b, n).
 
     Both passes are `while_loop`s over time whose carry has a fixed structure, reading step t of
-    time-major tensors by index (as `heads._crf_forward` does): the forward pass carries (t, best
+    time-major tensors by index (as `nn.crf._crf_forward` does): the forward pass carries (t, best
     score per label (b, C), backpointers), the backtrace (t, tag (b,), tags). The per-step
     backpointers (b, C) and tags (b,) go into TensorArrays sized at run time with their element
     shape set, which XLA sizes from the input shapes at compile time. So b and n may be unknown when
