@@ -39,7 +39,9 @@ def full_recompute_decoder(model, maxlen):
             segment_ids = np.concatenate([segment_ids, np.ones_like(output_ids)], 1)
             return self.last_token(model).predict([token_ids, segment_ids], verbose=0)
 
-    return FullRecompute(start_id=None, end_id=None, maxlen=maxlen)
+    # kv_cache=False: this is the full recomputation baseline (the transparent cache of prefix_reuse would
+    # otherwise serve these calls)
+    return FullRecompute(start_id=None, end_id=None, maxlen=maxlen, kv_cache=False)
 
 
 def timed(fn, repeat=1):

@@ -4,8 +4,10 @@ Reading: `HFCheckpointReader` presents a directory (or its `model.safetensors`, 
 `model.safetensors.index.json`) as a `checkpoints.CheckpointReader` whose names are the Google checkpoint
 names and whose arrays are in the Google layout, so `Transformer.load_weights_from_checkpoint` loads it
 unchanged (every variable checked before anything is assigned). The name correspondence is
-`formats.huggingface`'s tables. `load_hf_config` turns config.json into `build_transformer_model`'s
-config; `load_hf_weights` loads and reports a mismatch with the file's own tensor names.
+`formats.huggingface`'s tables (families 'bert', 'albert', 'roformer', 'nezha', 'electra'). `load_hf_config`
+turns config.json into `build_transformer_model`'s config, `hf_model_name` gives the `model=` its model_type
+builds and `check_hf_model` refuses another; `load_hf_weights` loads and reports a mismatch with the file's
+own tensor names.
 
 Writing lives in `hf_save` (`Transformer.save_weights_as_hf`).
 
@@ -24,7 +26,8 @@ from bert4keras_ext.formats import TRANSPOSED as GOOGLE_TRANSPOSED
 from bert4keras_ext.formats import google as google_format
 from bert4keras_ext.formats import huggingface as hf
 
-__all__ = ['HFCheckpointReader', 'is_hf_checkpoint', 'hf_config_path', 'load_hf_config', 'load_hf_weights']
+__all__ = ['HFCheckpointReader', 'is_hf_checkpoint', 'hf_config_path', 'load_hf_config', 'hf_model_name',
+           'check_hf_model', 'load_hf_weights']
 
 # The conversion users run once where PyTorch is installed (printed in the pytorch_model.bin error).
 # clone(): tied tensors share storage in a PyTorch state dict, which safetensors refuses to save as such.
@@ -152,8 +155,10 @@ def load_hf_config(path):
     """A Hugging Face config.json as `build_transformer_model`'s config (bert_config.json keys).
 
     Maps `layer_norm_eps` → `layer_norm_epsilon` and `hidden_act` to this package's names (HF 'gelu' is
-    the exact erf form, 'gelu_new' the tanh one); refuses settings the package's models do not build
-    (relative position embeddings, ALBERT with several layer groups).
+    the exact erf form, 'gelu_new' the tanh one); passes the family's own settings (`embedding_size`,
+    NEZHA's `max_relative_position`), with transformers' defaults when the file lacks them; refuses settings
+    the package's models do not build (relative position embeddings in BERT, ALBERT with several layer
+    groups, RoFormer with `rotary_value`).
     """
     config = load_config(path)
     family = _family_from_config(config, path)
@@ -163,6 +168,10 @@ def load_hf_config(path):
             raise CheckpointError('%s: %s=%r is not supported (the %s models here are built with %s=%r)'
                                   % (path, key, config[key], family, key, value))
     result = {key: config[key] for key in hf.CONFIG_SIZES if config.get(key) is not None}
+    for key, default in spec['settings'].items():
+        value = config.get(key, default)
+        if value is not None:
+            result[key] = value
     act = config.get('hidden_act', spec['default_hidden_act'])
     if act not in hf.ACTIVATIONS_FROM_HF:
         raise CheckpointError('%s: hidden_act %r is not supported; expected one of %s'
@@ -170,6 +179,35 @@ def load_hf_config(path):
     result['hidden_act'] = hf.ACTIVATIONS_FROM_HF[act]
     result['layer_norm_epsilon'] = config.get('layer_norm_eps', 1e-12)
     return result
+
+
+def hf_model_name(path):
+    """The `model=` name that builds the family of config.json's model_type ('bert', 'roformer', ...)."""
+    return hf.FAMILIES[_family_from_config(load_config(path), path)]['model']
+
+
+def check_hf_model(path, model_class, model=None):
+    """Refuse to build `model_class` (a `Transformer` subclass) from a config.json of another family.
+
+    Args:
+        path: the Hugging Face config.json.
+        model_class: the class about to be built (its `checkpoint_family` is compared with the model_type's).
+        model: the `model=` argument as given, for the message.
+    Raises:
+        CheckpointMismatchError naming the file, its model_type and the `model=` to use.
+    """
+    config = load_config(path)
+    family = _family_from_config(config, path)
+    built = getattr(model_class, 'checkpoint_family', 'bert')
+    if built == family:
+        return
+    model_type = config['model_type']
+    note = ' (%s)' % hf.UNSUPPORTED[built] if built in hf.UNSUPPORTED else ''
+    raise CheckpointMismatchError(
+        '%s holds a Hugging Face %s model (model_type %r), but model=%r builds the %s layout%s: pass model=%r '
+        '(or leave model out: it follows the model_type)'
+        % (path, family.upper(), model_type, model if model is not None else model_class.__name__, built, note,
+           hf.FAMILIES[family]['model']))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,14 +253,16 @@ class HFCheckpointReader(CheckpointReader):
             `model.safetensors.index.json`.
         model_type: config.json's model_type; default: read from the config.json next to the weights, else
             guessed from the tensor names.
+        prefer: the family to pick when the names fit several equally (a backbone-only file without config.json:
+            BertModel, ElectraModel, ... store the same names).
     Attributes:
-        family: 'bert' / 'albert' (`formats.huggingface.FAMILIES`).
+        family: 'bert', 'albert', 'roformer', 'nezha' or 'electra' (`formats.huggingface.FAMILIES`).
         hf_names: {Google name: the file's tensor name}; `backbone_only`: the file has no backbone prefix
             (saved from `BertModel` / `AlbertModel`).
     Tensors outside the family's table (a fine-tuned classifier, position-id buffers) are not offered.
     """
 
-    def __init__(self, path, model_type=None):
+    def __init__(self, path, model_type=None, prefer=None):
         try:
             import ml_dtypes  # noqa: F401  (registers numpy's bfloat16 so bf16 files read; TensorFlow depends on it)
         except ImportError:  # pragma: no cover - only a bf16 file then fails, with safetensors' message
@@ -244,7 +284,7 @@ class HFCheckpointReader(CheckpointReader):
             for name in handle.keys():
                 if not name.endswith(hf.IGNORED_SUFFIXES):
                     found[_normalise(name)] = (file, name, tuple(handle.get_slice(name).get_shape()))
-        self.family = self._detect_family(found, model_type)
+        self.family = self._detect_family(found, model_type, prefer)
         spec = hf.FAMILIES[self.family]
         prefix = spec['backbone_prefix']
         self.backbone_only = not any(n.startswith(prefix) for n in found)
@@ -271,7 +311,7 @@ class HFCheckpointReader(CheckpointReader):
                 self.hf_names[google_name], self._sources[google_name] = original, (file, original, layout)
                 self._keys[google_name] = key
 
-    def _detect_family(self, found, model_type):
+    def _detect_family(self, found, model_type, prefer=None):
         counts = {}
         for family, spec in hf.FAMILIES.items():
             index = _template_index(family)
@@ -284,6 +324,8 @@ class HFCheckpointReader(CheckpointReader):
                                       '(found e.g. %s)' % (self.path, model_type, sorted(found)[:5]))
             return family
         best = max(counts, key=counts.get)
+        if prefer in counts and counts[prefer] == counts[best]:
+            best = prefer
         if not counts[best]:
             raise CheckpointError('%s holds no tensor of a known Hugging Face layout (%s); found e.g. %s'
                                   % (self.path, sorted(hf.FAMILIES), sorted(found)[:5]))
@@ -357,13 +399,18 @@ def load_hf_weights(transformer, path):
     Raises CheckpointMismatchError naming the file and its tensors (HF names) when the family, a tensor or
     a shape does not match, before anything is assigned.
     """
-    reader = path if isinstance(path, HFCheckpointReader) else HFCheckpointReader(path)
     family = getattr(transformer, 'checkpoint_family', 'bert')
+    reader = path if isinstance(path, HFCheckpointReader) else HFCheckpointReader(path, prefer=family)
     if reader.family != family:
+        note = ' (%s)' % hf.UNSUPPORTED[family] if family in hf.UNSUPPORTED else ''
         raise CheckpointMismatchError(
-            '%s holds a Hugging Face %s model, but %s builds the %s layout: pass model=%r to '
+            '%s holds a Hugging Face %s model, but %s builds the %s layout%s: pass model=%r to '
             'build_transformer_model' % (reader.path, reader.family.upper(), type(transformer).__name__,
-                                         family, reader.family))
+                                         family, note, hf.FAMILIES[reader.family]['model']))
+    unmapped = [key for key in hf.unmapped_layers(family)
+                if transformer.layers.get(transformer.prefixed(key)) is not None]
+    if unmapped:
+        raise CheckpointMismatchError('%s: %s' % (reader.path, hf.describe_unmapped(family, unmapped)))
     _check_absent_factorised_layers(transformer, reader)
     try:
         return transformer.load_weights_from_checkpoint(reader)

@@ -3,9 +3,11 @@
 `write_hf_directory` (called by `Transformer.save_weights_as_hf`) takes the model's weights under their
 Google checkpoint names, renames and transposes them through `formats.huggingface`'s tables, and writes
 the layout that the family's `transformers` class for the heads present loads without missing or
-unexpected keys (`BertForPreTraining` with MLM + NSP, `BertForMaskedLM`, `BertModel` without heads, the
-ALBERT equivalents). The MLM decoder is tied to the word embeddings, so it is not written: transformers
-ties it on load. `hf_checkpoints` reads such a directory back.
+unexpected keys (`BertForPreTraining` with MLM + NSP, `BertForMaskedLM`, `BertModel` without heads, and the
+ALBERT, RoFormer, NEZHA and ELECTRA equivalents). The MLM decoder is tied to the word embeddings, so it is
+not written: transformers ties it on load. Tensors that are functions of the config (RoFormer's rotary
+sinusoid table) are computed and written so that no key is missing. `hf_checkpoints` reads such a
+directory back.
 """
 import json
 import os
@@ -14,7 +16,8 @@ import shutil
 import numpy as np
 
 from bert4keras_ext.backend import gelu_erf, gelu_tanh, get_activation, keras
-from bert4keras_ext.formats import HEAD_LAYERS
+from bert4keras_ext.formats import FACTORISED_ONLY, HEAD_LAYERS
+from bert4keras_ext.formats import google as google_format
 from bert4keras_ext.formats import huggingface as hf
 
 __all__ = ['write_hf_directory', 'hf_config_for']
@@ -68,10 +71,22 @@ def hf_config_for(transformer, family, architecture):
         'attention_probs_dropout_prob': float(transformer.attention_dropout_rate),
         'initializer_range': 0.02, 'layer_norm_eps': float(transformer.layer_norm_epsilon), 'pad_token_id': 0,
     }
-    if 'Embedding-Mapping' in spec['table']:
-        config['embedding_size'] = int(transformer.embedding_size)
+    for key in spec['settings']:  # embedding_size, NEZHA's max_relative_position
+        config[key] = int(getattr(transformer, key))
     config.update(spec['fixed_config'])
     return config
+
+
+def _rotary_sinusoid(transformer):
+    """transformers' RoFormer table (max_position_embeddings, head_size): row p is sin(p·θ_i) for the
+    head_size / 2 angles θ_i = 10000^(-2i/head_size), then cos(p·θ_i) (not interleaved)."""
+    head_size = transformer.hidden_size // transformer.num_attention_heads
+    theta = np.power(10000.0, -2.0 * np.arange(head_size // 2) / head_size)
+    angles = np.arange(transformer.max_position, dtype='float64')[:, None] * theta[None]
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype('float32')
+
+
+_DERIVED = {'rotary_sinusoid': _rotary_sinusoid}
 
 
 def write_hf_directory(directory, transformer, weights, dtype=None, vocab_path=None):
@@ -88,7 +103,8 @@ def write_hf_directory(directory, transformer, weights, dtype=None, vocab_path=N
     """
     family = getattr(transformer, 'checkpoint_family', 'bert')
     _check_representable(transformer)
-    pairs = hf.google_to_hf(family, transformer.num_hidden_layers)
+    pairs = hf.google_to_hf(family, transformer.num_hidden_layers)  # refuses a family without an HF layout
+    spec = hf.FAMILIES[family]
     tensors, keys, unrepresentable, conflicting = {}, set(), [], []
     for google_name, value in weights:
         if google_name not in pairs:
@@ -102,24 +118,31 @@ def write_hf_directory(directory, transformer, weights, dtype=None, vocab_path=N
         tensors[hf_name] = value
         keys.add(key)
     if unrepresentable:
+        layers = [key for key in hf.unmapped_layers(family)
+                  if set(google_format.variable_names(family, key)) & set(unrepresentable)]
+        if layers:
+            raise ValueError('%s cannot be written: %s; save_weights_as_checkpoint keeps them'
+                             % (type(transformer).__name__, hf.describe_unmapped(family, layers)))
         raise ValueError('%s weights have no place in the Hugging Face %s layout: %s'
                          % (type(transformer).__name__, family, unrepresentable[:6]))
     if conflicting:
         raise ValueError('several layers of this %s write the shared tensor %s with different values: the Hugging '
                          'Face %s layout stores one shared block (save_weights_as_checkpoint keeps per-layer '
                          'weights)' % (type(transformer).__name__, conflicting[0], family))
-    if 'Embedding-Mapping' in hf.table(family) and 'Embedding-Mapping' not in keys:
+    if spec.get('always_mapped') and 'Embedding-Mapping' not in keys:
         # HF ALBERT always maps embeddings to hidden_size; with equal sizes the identity is exact
         (weight, _), (bias, _) = hf.table(family)['Embedding-Mapping']
         tensors[weight] = np.eye(transformer.hidden_size, dtype='float32')
         tensors[bias] = np.zeros(transformer.hidden_size, 'float32')
         keys.add('Embedding-Mapping')
-    missing = [k for k in hf.table(family) if k not in keys and k not in HEAD_LAYERS]
+    missing = [k for k in hf.table(family) if k not in keys and k not in HEAD_LAYERS and k not in FACTORISED_ONLY]
     if missing:
         raise ValueError('the Hugging Face %s layout needs layers this model does not have: %s'
                          % (family, missing))
+    for name, kind in spec.get('derived', {}).items():
+        tensors[name] = _DERIVED[kind](transformer)
     architecture, prefixed = hf.architecture_for(family, keys & set(HEAD_LAYERS))
-    prefix = hf.FAMILIES[family]['backbone_prefix']
+    prefix = spec['backbone_prefix']
     if not prefixed:
         tensors = {(n[len(prefix):] if n.startswith(prefix) else n): v for n, v in tensors.items()}
     tensors = {n: np.ascontiguousarray(v.astype(dtype) if dtype else v) for n, v in tensors.items()}

@@ -12,7 +12,9 @@ the layer's weights. Competition code overrides one step (or passes `model=MyBER
 loading keeps working.
 """
 from bert4keras_ext.checkpoints import CheckpointError, load_config
-from bert4keras_ext.hf_checkpoints import hf_config_path, is_hf_checkpoint, load_hf_config, load_hf_weights
+from bert4keras_ext.hf_checkpoints import (
+    check_hf_model, hf_config_path, hf_model_name, is_hf_checkpoint, load_hf_config, load_hf_weights,
+)
 from bert4keras_ext.layers import (  # noqa: F401  (bert4keras' models module exposes these)
     Embedding, FeedForward, LayerNormalization, MultiHeadAttention, PositionEmbedding,
 )
@@ -129,7 +131,7 @@ def _resolve_model_class(model, application):
     return model_class
 
 
-def build_transformer_model(config_path=None, checkpoint_path=None, model='bert', application='encoder',
+def build_transformer_model(config_path=None, checkpoint_path=None, model=None, application='encoder',
                             return_keras_model=True, **kwargs):
     """Build a Transformer from a Google `bert_config.json`, optionally loading a checkpoint.
 
@@ -138,7 +140,9 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model='bert'
             model directory (config.json + model.safetensors).
         checkpoint_path: checkpoint prefix / file / directory, or a Hugging Face model directory /
             .safetensors file (`hf_checkpoints`); None leaves random weights.
-        model: 'bert', 'roberta', 'wobert' (all the BERT layout) or a Transformer subclass.
+        model: 'bert', 'roberta', 'wobert' (all the BERT layout), another name of `MODELS` or a Transformer
+            subclass. Default: the family of a Hugging Face config.json's model_type ('bert', 'albert',
+            'roformer', 'nezha', 'electra'), else 'bert'.
         application: 'encoder'; 'lm' (causal mask) or 'unilm' (seq2seq mask), which also turn on the
             MLM head (`with_mlm=True` unless given).
         return_keras_model: True → the keras.Model; False → the Transformer (`.model`, `.initializer`,
@@ -153,6 +157,8 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model='bert'
     hf_config = hf_config_path(config_path, checkpoint_path)  # a Hugging Face model directory's config.json
     if hf_config is not None:
         configs.update(load_hf_config(hf_config))
+        if model is None:
+            model = hf_model_name(hf_config)
     elif config_path is not None:
         configs.update(load_config(config_path))
     explicit_layers = 'num_hidden_layers' in kwargs
@@ -175,7 +181,9 @@ def build_transformer_model(config_path=None, checkpoint_path=None, model='bert'
     if 'strict_layer_count' not in configs:
         configs['strict_layer_count'] = not explicit_layers
     build_arguments = {k: configs.pop(k) for k in _BUILD_ARGUMENTS if k in configs}
-    model_class = _resolve_model_class(model, application)
+    model_class = _resolve_model_class('bert' if model is None else model, application)
+    if hf_config is not None:
+        check_hf_model(hf_config, model_class, model)
     transformer = model_class(**_known_arguments(model_class, configs))
     transformer.build(**build_arguments)
     if checkpoint_path is not None:

@@ -17,8 +17,9 @@ through the model (`incremental.IncrementalModel`), so a ported decoder runs at 
 ids than the model's application gives generated tokens, a full cache — is answered by the full model, and the
 next call starts a new cache from it.
 
-Results equal full recomputation: the first call of a search is answered by the full model (its prefill
-fills the cache), and the first cached answer for each model is compared with the full model's once; if
+Results equal full recomputation: the first call of a search runs the whole rows (the prefill that fills
+the cache is the model's own forward pass; with layers after the transformer, the full model answers), and
+the first cached answer for each model is compared with the full model's once; if
 they differ beyond float rounding, the model is never served from the cache again (a warning says why).
 Switch it off with `AutoRegressiveDecoder(..., kv_cache=False)`, `decoder.kv_cache = False`, or the
 environment variable `BERT4KERAS_EXT_KV_CACHE=0`.
@@ -95,16 +96,17 @@ class PrefixReuse:
             return full_predict(inputs)
         token_ids, segment_ids = parsed
         extension = self._extension(token_ids, segment_ids)
+        if extension is not None:
+            try:
+                logits, state = self._extend(token_ids, *extension)
+            except ValueError:  # the cache is full (more steps than announced): start again
+                extension = None
         if extension is None:
-            outputs = full_predict(inputs)
-            self._start(token_ids, segment_ids, rows_hint, max_new_tokens)
-            return outputs
-        try:
-            logits, state = self._extend(token_ids, *extension)
-        except ValueError:  # the cache is full (more steps than announced): start again from the full model
-            outputs = full_predict(inputs)
-            self._start(token_ids, segment_ids, rows_hint, max_new_tokens)
-            return outputs
+            logits = self._start(token_ids, segment_ids, rows_hint, max_new_tokens)
+            if logits is not None and self.head is None:
+                # the prefill ran the model's own layers over the whole rows: it is the full model's answer
+                return self._outputs(token_ids, segment_ids, logits)
+            return full_predict(inputs)
         outputs = self._outputs(token_ids, segment_ids, logits)
         if not self.verified:
             expected = full_predict(inputs)
@@ -162,7 +164,8 @@ class PrefixReuse:
         return np.array(parents), token_ids[:, length:]
 
     def _start(self, token_ids, segment_ids, rows_hint, max_new_tokens):
-        """A new cache holding `token_ids` (the rows of a call answered by the full model)."""
+        """A new cache holding `token_ids`; returns the logits at the rows' last tokens (rows, vocab), or None
+        (and no cache) when the rows leave no room in the position table."""
         rows = len(token_ids)
         width = max(1, -(-int(rows_hint or rows) // rows))
         self.max_new_tokens = int(max_new_tokens or 64)
@@ -171,9 +174,10 @@ class PrefixReuse:
             self.max_new_tokens = max(1, min(self.max_new_tokens, limit - token_ids.shape[1]))
             if token_ids.shape[1] >= limit:
                 self.state = None
-                return
-        _, self.state = self.engine.start(token_ids, segment_ids, self.max_new_tokens, rows_per_input=width)
+                return None
+        logits, self.state = self.engine.start(token_ids, segment_ids, self.max_new_tokens, rows_per_input=width)
         self.tokens, self.segments = token_ids, segment_ids
+        return logits
 
     def _extend(self, token_ids, parents, new_tokens):
         state, rows, logits = self.state, parents, None
