@@ -22,6 +22,21 @@ def load_example(name):
     return module
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _temporary_files_under_pytest(tmp_path_factory):
+    """Work folders the examples and scripts make with `tempfile.mkdtemp` (they print them for the user) go
+    under pytest's own temporary folder, which pytest prunes, instead of piling up in the system's."""
+    import tempfile
+    previous, previous_env = tempfile.tempdir, os.environ.get('TMPDIR')
+    tempfile.tempdir = os.environ['TMPDIR'] = str(tmp_path_factory.mktemp('tempfile'))  # TMPDIR: subprocesses too
+    yield
+    tempfile.tempdir = previous
+    if previous_env is None:
+        os.environ.pop('TMPDIR', None)
+    else:
+        os.environ['TMPDIR'] = previous_env
+
+
 @pytest.fixture(scope='session')
 def tiny_bert(tmp_path_factory):
     """A 2-layer, hidden-32 BERT checkpoint in the exact Google naming (bert_model.ckpt + config + vocab)."""
