@@ -85,6 +85,10 @@ class Decoding:
         self.grouping = grouping
         self.portable = portable
 
+    def write(self, block, new, axis):
+        """`block` (rows, ..., T, ...) with the new tokens' `new` written at slot `index` along `axis`."""
+        return write_slots(block, new, self.index, axis, portable=self.portable)
+
     @classmethod
     def prefill(cls, token_ids):
         """Decoding of whole sequences from position 0 with fresh caches (token_ids (b, n))."""

@@ -306,7 +306,7 @@ class AutoRegressiveDecoder(object):
                           topk=topk, beam=True)
         return stream_beam_tokens(self._beam_steps(inputs, topk, states, temperature, min_ends,
                                                    no_repeat_ngram_size, repetition_penalty),
-                                  lambda beams: beams, len(self.first_output_ids[0]))
+                                  len(self.first_output_ids[0]))
 
     def _beam_steps(self, inputs, topk, states, temperature, min_ends, no_repeat_ngram_size, repetition_penalty):
         """The beam search as a generator: yields the `Beam` after every step, returns it at the end."""
@@ -453,16 +453,15 @@ def run_steps(steps):
             return stop.value
 
 
-def stream_beam_tokens(steps, beams_of, start):
+def stream_beam_tokens(steps, start):
     """Yield the generated tokens of a beam search as they become certain.
 
-    `steps` yields after every search step; `beams_of(item)` gives the `Beam` of the one input streamed.
-    A token is certain once every live beam and the best finished output (the only finished one that can
+    `steps` yields the `Beam` after every search step; the first `start` ids (the start token) are not
+    streamed. A token is certain once every live beam and the best finished output (the only finished one that can
     still be the result) agree on it; when the search is over, the rest of the result follows.
     """
     given = start
-    for item in steps:
-        beam = beams_of(item)
+    for beam in steps:
         ids = list(beam.best_ids) if beam.done else beam.certain_prefix()
         for token in ids[given:]:
             yield int(token)

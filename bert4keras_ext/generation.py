@@ -34,7 +34,7 @@ much as a quarter of a step).
 """
 import numpy as np
 
-from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, run_steps, sample_rows, stream_beam_tokens
+from bert4keras_ext.decoders import AutoRegressiveDecoder, Beam, run_steps, sample_rows
 from bert4keras_ext.decoding_args import (
     check_search_args, check_token_ids_fit, greedy_log_probs, search_temperature, tempered_log_softmax,
 )
@@ -71,12 +71,6 @@ class CachedDecoder(AutoRegressiveDecoder):
             segments.append(segment_ids)
         return self.engine.start(sequence_padding(sources), sequence_padding(segments), self.maxlen, rows_per_input)
 
-    def beam_search(self, inputs, topk, states=None, temperature=1, min_ends=1, no_repeat_ngram_size=None,
-                    repetition_penalty=None, return_info=False):
-        return self.beam_search_batch([inputs], topk, temperature=temperature, min_ends=min_ends,
-                                      no_repeat_ngram_size=no_repeat_ngram_size,
-                                      repetition_penalty=repetition_penalty, return_info=return_info)[0]
-
     def beam_search_batch(self, batch_inputs, topk, temperature=1, min_ends=1, no_repeat_ngram_size=None,
                           repetition_penalty=None, return_info=False):
         """Beam search for many inputs in one batch: rows = live beams of all inputs, one network
@@ -85,14 +79,23 @@ class CachedDecoder(AutoRegressiveDecoder):
                                                  repetition_penalty))
         return [self._result(b.best_ids, b.best_score, b.finished_best, return_info) for b in beams]
 
-    def beam_search_stream(self, inputs, topk, states=None, temperature=1, min_ends=1, no_repeat_ngram_size=None,
-                           repetition_penalty=None):
-        """`beam_search`, yielding each generated token id as soon as it is certain to be in the result."""
-        check_search_args('beam_search', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
-                          topk=topk, beam=True)
-        steps = self._beam_batch_steps([inputs], topk, temperature, min_ends, no_repeat_ngram_size,
-                                       repetition_penalty)
-        return stream_beam_tokens(steps, lambda beams: beams[0], len(self.first_output_ids[0]))
+    # beam_search / beam_search_stream / random_sample / random_sample_stream are the base class's, over
+    # these two one-input views of the batched searches
+    def _beam_steps(self, inputs, topk, states, temperature, min_ends, no_repeat_ngram_size, repetition_penalty):
+        """`_beam_batch_steps` of one input: yields its `Beam` after every step, returns it."""
+        for beams in self._beam_batch_steps([inputs], topk, temperature, min_ends, no_repeat_ngram_size,
+                                            repetition_penalty):
+            yield beams[0]
+        return beams[0]
+
+    def _sample_steps(self, inputs, n, topk, topp, states, temperature, min_ends, no_repeat_ngram_size,
+                      repetition_penalty, seed, always_allow_end):
+        """`_sample_batch_steps` of one input: yields the drawn tokens every step; returns (outputs, finished
+        flags) as the base class's."""
+        results = yield from self._sample_batch_steps([inputs], n, topk, topp, temperature, min_ends,
+                                                      no_repeat_ngram_size, repetition_penalty, seed,
+                                                      always_allow_end)
+        return [ids for ids, _ in results[0]], [finished for _, finished in results[0]]
 
     def _beam_batch_steps(self, batch_inputs, topk, temperature, min_ends, no_repeat_ngram_size,
                           repetition_penalty):
@@ -126,14 +129,6 @@ class CachedDecoder(AutoRegressiveDecoder):
             logits, state = self.engine.step(np.array(new_tokens), state, rows=np.array(new_rows))
         return beams
 
-    def random_sample(self, inputs, n, topk=None, topp=None, states=None, temperature=1, min_ends=1,
-                      no_repeat_ngram_size=None, repetition_penalty=None, return_info=False, seed=None,
-                      always_allow_end=False):
-        return self.random_sample_batch([inputs], n, topk=topk, topp=topp, temperature=temperature,
-                                        min_ends=min_ends, no_repeat_ngram_size=no_repeat_ngram_size,
-                                        repetition_penalty=repetition_penalty, return_info=return_info,
-                                        seed=seed, always_allow_end=always_allow_end)[0]
-
     def random_sample_batch(self, batch_inputs, n, topk=None, topp=None, temperature=1, min_ends=1,
                             no_repeat_ngram_size=None, repetition_penalty=None, return_info=False, seed=None,
                             always_allow_end=False):
@@ -144,15 +139,6 @@ class CachedDecoder(AutoRegressiveDecoder):
         if return_info:
             return [([ids for ids, _ in r], [{'finished': f} for _, f in r]) for r in results]
         return [[ids for ids, _ in r] for r in results]
-
-    def random_sample_stream(self, inputs, topk=None, topp=None, states=None, temperature=1, min_ends=1,
-                             no_repeat_ngram_size=None, repetition_penalty=None, seed=None, always_allow_end=False):
-        """One sample (`random_sample(inputs, 1, ...)`), yielding each token id as it is drawn."""
-        check_search_args('random_sample', temperature, min_ends, no_repeat_ngram_size, repetition_penalty,
-                          topk=topk, topp=topp, n=1)
-        steps = self._sample_batch_steps([inputs], 1, topk, topp, temperature, min_ends, no_repeat_ngram_size,
-                                         repetition_penalty, seed, always_allow_end)
-        return (int(sampled[0]) for sampled in steps)
 
     def _sample_batch_steps(self, batch_inputs, n, topk, topp, temperature, min_ends, no_repeat_ngram_size,
                             repetition_penalty, seed, always_allow_end):

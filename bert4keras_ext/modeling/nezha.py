@@ -23,7 +23,6 @@ Checkpoints: Huawei's TF1 releases use BERT's variable names without bert/embedd
 Hugging Face (Huawei's TF code used the tanh form, ~1e-3 apart); pass hidden_act='gelu_tanh' to follow it.
 """
 from bert4keras_ext.backend import Sinusoidal, keras, ops
-from bert4keras_ext.caching import write_slots
 from bert4keras_ext.checkpoints import CheckpointMismatchError, CheckpointReader
 from bert4keras_ext.formats.google import FAMILY_HINTS, foreign_variables
 from bert4keras_ext.layers import MultiHeadAttention
@@ -68,8 +67,7 @@ class CachedRelativePositionEmbedding(RelativePositionEmbedding):
         queries = ops.cast(decoding.positions, 'int32')                                    # (rows, n)
         if cache.get('rows') is None:  # a prefill: whole sequences from position 0, as in training
             return super().call(inputs), {'rows': {'positions': queries}}
-        keys = write_slots(cache['rows']['positions'], queries, decoding.index, axis=1,
-                           portable=decoding.portable)                                      # (rows, T)
+        keys = decoding.write(cache['rows']['positions'], queries, axis=1)                   # (rows, T)
         all_keys = keys
         prefix = cache.get('prefix')
         if prefix is not None:

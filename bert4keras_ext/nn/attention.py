@@ -3,7 +3,7 @@ cached decoding) and the attention masks (padding, LM, UniLM)."""
 import math
 
 from bert4keras_ext.backend import keras, mask_value, ops
-from bert4keras_ext.caching import grouped_matmul, pad_axis, write_slots
+from bert4keras_ext.caching import grouped_matmul, pad_axis
 from bert4keras_ext.nn.common import register
 from bert4keras_ext.nn.feed_forward import FlatDense
 
@@ -243,8 +243,8 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache.get('rows') is None:
             key, value = kw, vw
         else:
-            key = write_slots(cache['rows']['key'], kw, decoding.index, axis=3, portable=decoding.portable)
-            value = write_slots(cache['rows']['value'], vw, decoding.index, axis=2, portable=decoding.portable)
+            key = decoding.write(cache['rows']['key'], kw, axis=3)
+            value = decoding.write(cache['rows']['value'], vw, axis=2)
         scores = ops.matmul(qw, ops.cast(key, qw.dtype))                                   # (rows, h, n, T)
         prefix = cache.get('prefix')
         if prefix is not None:
@@ -376,9 +376,8 @@ class AttentionMask(keras.layers.Layer):
         if rows_cache is None:
             key_order, key_valid = order, valid
         else:
-            portable = decoding.portable
-            key_order = write_slots(rows_cache['order'], order, decoding.index, axis=1, portable=portable)
-            key_valid = write_slots(rows_cache['valid'], valid, decoding.index, axis=1, portable=portable)
+            key_order = decoding.write(rows_cache['order'], order, axis=1)
+            key_valid = decoding.write(rows_cache['valid'], valid, axis=1)
         allowed = ops.logical_and(key_valid[:, None, :], key_order[:, None, :] <= order[:, :, None])
         prefix = cache.get('prefix')
         if prefix is not None:
