@@ -18,6 +18,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from clean_process import HIDE_PACKAGE
 
 import keras
 import tensorflow as tf
@@ -114,21 +115,7 @@ def _export_crf_with_decode(model, path):
     return lambda x: crf.decode(np.asarray(model(x, training=False)))  # numpy path: XLA-compiled Viterbi
 
 
-CHECK = textwrap.dedent(r'''
-    import importlib.abc, json, os, sys
-
-    class Forbid(importlib.abc.MetaPathFinder):
-        """Make `import bert4keras_ext` fail (an installed copy would otherwise be importable)."""
-        attempts = []
-        def find_spec(self, name, path=None, target=None):
-            if name.split('.')[0] == 'bert4keras_ext':
-                self.attempts.append(name)
-                raise ImportError('bert4keras_ext is hidden in this process')
-            return None
-
-    sys.meta_path.insert(0, Forbid())
-    import numpy as np
-    import tensorflow as tf
+CHECK = HIDE_PACKAGE + textwrap.dedent(r'''
 
     results = {}
     for line in sys.stdin:  # one exported case per line, as the test process writes them

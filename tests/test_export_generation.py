@@ -18,6 +18,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from clean_process import HIDE_PACKAGE
 
 import keras
 
@@ -60,21 +61,7 @@ def _model(end_bias=1.5, **kwargs):
     return transformer
 
 
-CHECK = textwrap.dedent(r'''
-    import importlib.abc, json, sys
-
-    class Forbid(importlib.abc.MetaPathFinder):
-        """Make `import bert4keras_ext` fail (an installed copy would otherwise be importable)."""
-        attempts = []
-        def find_spec(self, name, path=None, target=None):
-            if name.split('.')[0] == 'bert4keras_ext':
-                self.attempts.append(name)
-                raise ImportError('bert4keras_ext is hidden in this process')
-            return None
-
-    sys.meta_path.insert(0, Forbid())
-    import numpy as np
-    import tensorflow as tf
+CHECK = HIDE_PACKAGE + textwrap.dedent(r'''
 
     def plain(outputs):
         return {key: value.numpy().tolist() for key, value in outputs.items()}
