@@ -51,8 +51,8 @@ class PrefixReuse:
     Args:
         model: the Keras model whose last-position outputs are wanted.
         jit_compile: XLA-compile the cached step (as `CachedDecoder`).
-    `usable` is False (and `predict` returns None) when the model is not a single-output language model built
-    by this package, or a position-wise head on one.
+    `usable` is False (and `reason` says why) when the model is not a single-output language model built by this
+    package, or a position-wise head on one; `LastTokenModel` then always uses Keras' predict.
     """
 
     def __init__(self, model, jit_compile=True):
@@ -63,7 +63,6 @@ class PrefixReuse:
         self.state = None
         self.tokens = None        # (rows, L) the token ids of the rows the cache holds
         self.segments = None
-        self.max_new_tokens = None
         self.engine = None
         self.head = None
         transformer = transformer_of(model)
@@ -98,7 +97,7 @@ class PrefixReuse:
         extension = self._extension(token_ids, segment_ids)
         if extension is not None:
             try:
-                logits, state = self._extend(token_ids, *extension)
+                logits, state = self._extend(*extension)
             except ValueError:  # the cache is full (more steps than announced): start again
                 extension = None
         if extension is None:
@@ -168,18 +167,20 @@ class PrefixReuse:
         (and no cache) when the rows leave no room in the position table."""
         rows = len(token_ids)
         width = max(1, -(-int(rows_hint or rows) // rows))
-        self.max_new_tokens = int(max_new_tokens or 64)
+        capacity = int(max_new_tokens or 64)
         limit = self.engine.position_embedding.max_length if self.engine.position_embedding is not None else None
         if limit is not None:
-            self.max_new_tokens = max(1, min(self.max_new_tokens, limit - token_ids.shape[1]))
             if token_ids.shape[1] >= limit:
                 self.state = None
                 return None
-        logits, self.state = self.engine.start(token_ids, segment_ids, self.max_new_tokens, rows_per_input=width)
+            capacity = min(capacity, limit - token_ids.shape[1])
+        logits, self.state = self.engine.start(token_ids, segment_ids, capacity, rows_per_input=width)
         self.tokens, self.segments = token_ids, segment_ids
         return logits
 
-    def _extend(self, token_ids, parents, new_tokens):
+    def _extend(self, parents, new_tokens):
+        """Rows `parents` of the cache, each extended by its row of `new_tokens` (rows, k); the logits after
+        the last one."""
         state, rows, logits = self.state, parents, None
         for column in new_tokens.T:
             logits, state = self.engine.step(column, state, rows=rows)
