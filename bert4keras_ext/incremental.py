@@ -245,9 +245,8 @@ class IncrementalModel:
         error if they differ (the model does something the cache does not carry)."""
         token_ids, segment_ids = sources
         model = self.transformer.model
-        dtype = keras.backend.standardize_dtype(self.transformer.layers[
-            self.transformer.prefixed('Embedding-Token')].compute_dtype) if \
-            self.transformer.prefixed('Embedding-Token') in self.transformer.layers else 'float32'
+        embedding = self.transformer.layers.get(self.transformer.prefixed('Embedding-Token'))
+        dtype = 'float32' if embedding is None else keras.backend.standardize_dtype(embedding.compute_dtype)
         tolerance = 1e-4 if dtype == 'float32' else 2e-2
         n_inputs = len(token_ids)
         extra = [int(ids[0]) for ids in token_ids]  # any valid token will do: here each source's first
